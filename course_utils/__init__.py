@@ -1,0 +1,24 @@
+"""course_utils: the shared code of *Diffusion, from scratch*.
+
+One module per concept, each taught in a notebook:
+
+=================  ==========================================================
+profiles           budgets per run profile (smoke / cpu / full)      -- 00
+device             device choice, seeding, CPU-seeded noise          -- 00
+data               real MNIST, offline, hash-checked                 -- 00
+checkpoint         atomic saves, safe loads, load-or-train           -- 00
+training           training loop, EMA, learning-rate schedule        -- 00, 04
+plotting           image grids, loss curves, GIFs, deliverables      -- all
+metrics            classifier, class accuracy, Frechet distance      -- 00
+checks             exercise checks                                   -- all
+=================  ==========================================================
+"""
+from .checkpoint import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
+from .data import DataFileError, MNISTDataset, TensorLoader, load_mnist, to_uint8, to_unit, verify_mnist
+from .device import cpu_generator, describe_environment, get_device, randn, seed_everything
+from .paths import deliverables_dir, output_dir
+from .plotting import plot_losses, save_gif, show_images
+from .profiles import Profile, get_profile
+from .training import EMA, train
+
+__version__ = "0.1.0"

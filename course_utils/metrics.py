@@ -1,0 +1,204 @@
+"""Course metrics for generated digits (introduced in 00_setup, used from 01 on).
+
+* A small MNIST classifier trained by the course (weights ship in ``data/classifier.pt``).
+* ``class_accuracy``: how often the classifier reads the digit we asked for.
+* ``frechet_distance``: the distance between Gaussian fits of the classifier's penultimate
+  features (128-d) of two image sets, the MNIST analogue of FID.
+* ``frechet_floor``: the same distance between ``n`` training and ``n`` test images, the value
+  a perfect generator would get. Every score is reported next to it.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import TensorLoader, load_mnist
+from .paths import data_dir
+from .training import train
+
+__all__ = ["MNISTClassifier", "CLASSIFIER_CONFIG", "train_classifier", "get_classifier", "classifier_accuracy",
+           "features", "predict", "class_accuracy", "class_histogram", "gaussian_stats", "frechet_distance",
+           "frechet_floor", "evaluate_samples"]
+
+CLASSIFIER_CONFIG = {"model": "MNISTClassifier", "channels": [32, 32, 64], "features": 128}
+
+
+class MNISTClassifier(nn.Module):
+    """conv-conv-pool-conv-pool CNN; ``features`` gives the 128-d penultimate layer."""
+
+    def __init__(self, channels: tuple[int, int, int] = (32, 32, 64), n_features: int = 128):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),   # (B, c2, 14, 14)
+            nn.Conv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3), nn.ReLU(), nn.MaxPool2d(2),   # (B, c3, 7, 7)
+            nn.Flatten(), nn.Linear(c3 * 49, n_features), nn.ReLU(),                           # (B, 128)
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(n_features, 10))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        _check_images(x)
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _check_images(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected MNIST-like images of shape (N, 1, 28, 28) in [-1, 1], got {shape}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"expected float images in [-1, 1], got dtype {x.dtype}; convert uint8 with data.to_unit")
+
+
+def _random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (background -1): cheap augmentation."""
+    b = x.shape[0]
+    padded = F.pad(x, [max_shift] * 4, value=-1.0)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(28)[None]).to(x.device)        # (B, 28)
+    cols = (dx[:, None] + torch.arange(28)[None]).to(x.device)
+    idx = torch.arange(b, device=x.device)[:, None, None]
+    return padded[idx, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def train_classifier(epochs: int = 6, n_train: int | None = None, device: str | torch.device = "cpu",
+                     seed: int = 0, batch_size: int = 128) -> tuple[MNISTClassifier, dict]:
+    """Train the metric classifier on MNIST (random shifts as augmentation); returns (model, history)."""
+    torch.manual_seed(seed)
+    x, y = load_mnist("train", n=n_train, device=device)
+    model = MNISTClassifier().to(device)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        xb, yb = batch
+        return F.cross_entropy(m(_random_shift(xb, g)), yb)
+
+    loader = TensorLoader(x, y, batch_size=batch_size, seed=seed)
+    history = train(model, loss_fn, loader, epochs, lr=2e-3, lr_schedule="cosine", desc="classifier")
+    return model.eval(), history
+
+
+@torch.no_grad()
+def classifier_accuracy(model: MNISTClassifier, split: str = "test", n: int | None = None) -> float:
+    """Accuracy of ``model`` on the real MNIST ``split``."""
+    x, y = load_mnist(split, n=n)
+    return (predict(x, model) == y).float().mean().item()
+
+
+@lru_cache(maxsize=2)
+def _cached_classifier(path: str, device: str) -> MNISTClassifier:
+    model = MNISTClassifier()
+    load_checkpoint(path, model, CLASSIFIER_CONFIG)
+    return model.to(device).eval()
+
+
+def get_classifier(device: str | torch.device = "cpu", path: str | Path | None = None,
+                   retrain_epochs: int = 2) -> MNISTClassifier:
+    """The shipped metric classifier (``data/classifier.pt``); retrained and saved if absent or corrupt."""
+    path = Path(path or data_dir() / "classifier.pt")
+    try:
+        return _cached_classifier(str(path), str(device))
+    except CheckpointError as e:
+        print(f"metric classifier unavailable ({e}); retraining it for {retrain_epochs} epochs")
+    model, history = train_classifier(epochs=retrain_epochs, device=device)
+    acc = classifier_accuracy(model.cpu())
+    save_checkpoint(path, model, CLASSIFIER_CONFIG, history, meta={"test_accuracy": acc, "epochs": retrain_epochs})
+    _cached_classifier.cache_clear()
+    return _cached_classifier(str(path), str(device))
+
+
+def _batched(fn, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)]) if len(x) else fn(x)
+
+
+@torch.no_grad()
+def features(images: torch.Tensor, classifier: MNISTClassifier | None = None) -> torch.Tensor:
+    """128-d penultimate features of ``images`` (N, 1, 28, 28) in [-1, 1]; returned on the CPU as float64."""
+    _check_images(images)
+    clf = classifier or get_classifier()
+    dev = next(clf.parameters()).device
+    return _batched(lambda b: clf.features(b.to(dev).float()).double().cpu(), images)
+
+
+@torch.no_grad()
+def predict(images: torch.Tensor, classifier: MNISTClassifier | None = None) -> torch.Tensor:
+    """Predicted digit (N,) for images (N, 1, 28, 28) in [-1, 1]."""
+    _check_images(images)
+    clf = classifier or get_classifier()
+    dev = next(clf.parameters()).device
+    return _batched(lambda b: clf(b.to(dev).float()).argmax(1).cpu(), images)
+
+
+def class_accuracy(images: torch.Tensor, labels: torch.Tensor, classifier: MNISTClassifier | None = None) -> float:
+    """Fraction of ``images`` the classifier reads as the requested ``labels``."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    return (predict(images, classifier) == labels.cpu()).float().mean().item()
+
+
+def class_histogram(images: torch.Tensor, classifier: MNISTClassifier | None = None) -> torch.Tensor:
+    """Fraction of ``images`` read as each digit 0-9 (a uniform 0.1 means no mode dropped)."""
+    return torch.bincount(predict(images, classifier), minlength=10).double() / max(1, len(images))
+
+
+def gaussian_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and covariance (D, D) of features (N, D), in float64."""
+    if feats.dim() != 2 or feats.shape[0] < 2:
+        raise ValueError(f"need features of shape (N >= 2, D), got {tuple(feats.shape)}")
+    f = feats.double()
+    mu = f.mean(0)
+    c = f - mu
+    return mu, c.T @ c / (f.shape[0] - 1)
+
+
+def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
+    w, v = torch.linalg.eigh(a)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2) between two feature sets."""
+    mu_a, s_a = gaussian_stats(feats_a)
+    mu_b, s_b = gaussian_stats(feats_b)
+    ra = _sqrtm_psd(s_a)
+    cross = torch.linalg.eigvalsh(ra @ s_b @ ra).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * cross)
+
+
+@lru_cache(maxsize=8)
+def _reference_features(split: str, n: int) -> torch.Tensor:
+    x, _ = load_mnist(split, n=n)
+    return features(x)
+
+
+def frechet_floor(n: int) -> float:
+    """Frechet distance between the first ``n`` training and ``n`` test images: the best a model can do."""
+    n = min(n, 10000)
+    return frechet_distance(_reference_features("train", n), _reference_features("test", n))
+
+
+def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Course scores of generated ``images`` against the test set.
+
+    Returns ``frechet`` (vs ``len(images)`` test images), ``floor`` (train vs test at the same
+    size), ``ratio`` = frechet / floor, and ``accuracy`` when the requested ``labels`` are given.
+    """
+    n = min(len(images), 10000)
+    if n < 2:
+        raise ValueError("need at least 2 images to fit a Gaussian")
+    out = {"n": float(n),
+           "frechet": frechet_distance(features(images[:n]), _reference_features("test", n)),
+           "floor": frechet_floor(n)}
+    out["ratio"] = out["frechet"] / max(out["floor"], 1e-12)
+    if labels is not None:
+        out["accuracy"] = class_accuracy(images, labels)
+    return out
