@@ -1,0 +1,107 @@
+"""Training a diffusion model: L_simple and the shared load-or-train path (taught in 04, reused in 05-07).
+
+Algorithm 1 of Ho et al. 2020::
+
+    repeat: x_0 ~ data, t ~ U{0..T-1}, eps ~ N(0, I)
+            take a gradient step on || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2
+
+With labels and ``p_uncond > 0`` each label is replaced by the null label with probability
+``p_uncond``, which trains the conditional and unconditional model jointly (notebook 05).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_or_train
+from .data import TensorLoader
+from .device import randn
+from .paths import shipped_checkpoint_dir
+from .profiles import Profile
+from .schedules import NoiseSchedule
+from .training import EMA, train
+from .unet import UNet
+
+__all__ = ["diffusion_loss", "unet_config", "make_unet", "train_diffusion"]
+
+
+def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, *, y: torch.Tensor | None = None,
+                   p_uncond: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """L_simple: mean squared error between the true and the predicted noise at random t."""
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+    b, dev = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)          # (B,)
+    eps = randn(x0.shape, generator=generator, device=dev)                         # (B, C, H, W)
+    x_t = schedule.q_sample(x0, t, eps)
+    if y is not None and p_uncond > 0:
+        drop = (torch.rand(b, generator=generator) < p_uncond).to(dev)
+        y = torch.where(drop, torch.full_like(y, model.num_classes), y)            # null label
+    return F.mse_loss(model(x_t, t, y) if y is not None else model(x_t, t), eps)
+
+
+def unet_config(profile: Profile, *, conditional: bool = False, attention: bool = True, in_channels: int = 1,
+                cond: str = "add", channel_mults: tuple[int, ...] = (1, 2, 2), **overrides: Any) -> dict:
+    """Architecture of the course UNet for ``profile`` as a JSON-able dict (stored in checkpoints)."""
+    levels = len(channel_mults)
+    cfg = {
+        "in_channels": in_channels,
+        "base_channels": profile.width,
+        "channel_mults": list(channel_mults),
+        "num_res_blocks": 1,
+        "attention": [attention and i == levels - 1 for i in range(levels)],
+        "num_classes": 10 if conditional else None,
+        "cond": cond,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def make_unet(config: dict) -> UNet:
+    """Build a :class:`~course_utils.unet.UNet` from :func:`unet_config`'s dict."""
+    c = dict(config)
+    c["channel_mults"] = tuple(c["channel_mults"])
+    c["attention"] = tuple(c["attention"])
+    return UNet(**c)
+
+
+def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                    arch: dict | None = None, schedule: str = "linear", p_uncond: float = 0.0,
+                    lr: float = 2e-3, lr_schedule: str | None = "cosine", epochs: int | None = None,
+                    ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
+                    on_epoch_end=None) -> tuple[nn.Module, dict, dict]:
+    """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
+
+    Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
+    history, and the config that identifies the checkpoint. ``epochs`` defaults to
+    ``profile.epochs(epoch_key)``. Shipped pretrained weights in ``data/checkpoints/<name>.pt``
+    are used when the profile allows and their config matches.
+    """
+    device = images.device
+    arch = arch or unet_config(profile, conditional=labels is not None)
+    epochs = profile.epochs(epoch_key) if epochs is None else epochs
+    config = {"arch": arch, "schedule": schedule, "T": profile.num_timesteps, "p_uncond": p_uncond, "lr": lr,
+              "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
+              "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed}
+    torch.manual_seed(seed)
+    model = make_unet(arch).to(device)
+    ema = EMA(model, ema_decay)
+    sched = NoiseSchedule(schedule, profile.num_timesteps)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        xb, yb = batch
+        return diffusion_loss(m, xb, sched, y=yb, p_uncond=p_uncond, generator=g)
+
+    def train_fn() -> dict:
+        loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
+        hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule=lr_schedule, ema=ema, desc=name,
+                     on_epoch_end=on_epoch_end)
+        return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
+
+    shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
+    history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped)
+    return ema.module.eval(), history, config
