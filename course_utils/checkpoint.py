@@ -85,7 +85,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = No
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a course checkpoint (format {FORMAT}); delete it and train again")
     if config is not None:
-        diff = config_diff(ckpt.get("config", {}), _jsonable(config))
+        saved = ckpt.get("config", {})
+        diff = config_diff({k: saved.get(k, "<absent>") for k in config}, _jsonable(config))
         if diff:
             raise CheckpointError(f"checkpoint {path} was saved for another config: " + "; ".join(diff))
     own = model.state_dict()
@@ -104,20 +105,26 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = No
 
 def load_or_train(name: str, model: nn.Module, config: dict, train_fn: Callable[[], dict | None], *,
                   directory: str | Path | None = None, extra_paths: list[str | Path] = (),
-                  verbose: bool = True) -> dict:
+                  pretrained_keys: list[str] | None = None, verbose: bool = True) -> dict:
     """Load ``name`` if a valid checkpoint for ``config`` exists, else run ``train_fn()`` and save.
 
     ``train_fn`` trains ``model`` in place and returns its loss history (a dict of lists).
     Candidates are ``extra_paths`` (e.g. shipped pretrained weights) then
     ``<directory>/<name>.pt``. A candidate that is corrupt or saved for another config is
     refused with a message and the model is retrained. Returns the history.
+
+    ``pretrained_keys``: for the ``extra_paths`` (shipped weights trained with another budget),
+    only these config keys must match (e.g. the architecture, not the epoch count).
     """
     path = Path(directory or checkpoint_dir()) / f"{name}.pt"
     for cand in [*map(Path, extra_paths), path]:
         if not cand.exists():
             continue
+        wanted = config
+        if pretrained_keys is not None and cand != path:
+            wanted = {k: config[k] for k in pretrained_keys if k in config}
         try:
-            ckpt = load_checkpoint(cand, model, config)
+            ckpt = load_checkpoint(cand, model, wanted)
         except CheckpointError as e:
             if verbose:
                 print(f"refusing checkpoint: {e}")

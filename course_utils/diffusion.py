@@ -103,5 +103,6 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
     shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
-    history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped)
+    history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped,
+                            pretrained_keys=["arch", "schedule", "T", "p_uncond"])
     return ema.module.eval(), history, config

@@ -76,7 +76,7 @@ PROFILES: dict[str, Profile] = {
         name="full", train_images=None, test_images=None, batch_size=256,
         epoch_budget={"classifier": 8, "vae": 30, "gan": 30, "denoiser": 10, "ddpm": 40, "cfg": 40,
                       "noisy_classifier": 10, "autoencoder": 30, "ldm": 60},
-        width=64, num_timesteps=1000, sample_steps=50, n_samples=100, n_metric_samples=10000,
+        width=32, num_timesteps=1000, sample_steps=50, n_samples=100, n_metric_samples=10000,
         use_pretrained=True,
     ),
 }
