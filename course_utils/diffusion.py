@@ -10,6 +10,7 @@ With labels and ``p_uncond > 0`` each label is replaced by the null label with p
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,3 +107,29 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
     history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped,
                             pretrained_keys=["arch", "schedule", "T", "p_uncond"])
     return ema.module.eval(), history, config
+
+
+def find_checkpoint(name: str) -> "Path":
+    """The checkpoint of model ``name``: trained here (``outputs/checkpoints``) first, else shipped (``data/checkpoints``)."""
+    from .paths import checkpoint_dir
+    for folder in (checkpoint_dir(), shipped_checkpoint_dir()):
+        path = folder / f"{name}.pt"
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        f"no checkpoint for model {name!r} in {checkpoint_dir()} or {shipped_checkpoint_dir()}; "
+        "train it by running its notebook (./course.sh run) or restore data/checkpoints/ from the repository")
+
+
+def load_trained_unet(name: str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
+    """Rebuild a UNet trained by :func:`train_diffusion` from its checkpoint alone; returns (model, config)."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    path = find_checkpoint(name)
+    try:
+        cfg = torch.load(path, map_location="cpu", weights_only=True)["config"]
+        arch = cfg["arch"]
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a diffusion checkpoint ({e}); delete it and retrain") from e
+    model = make_unet(arch)
+    load_checkpoint(path, model)
+    return model.to(device).eval(), cfg
