@@ -59,6 +59,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, history: d
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)                     # mkstemp makes it private; checkpoints are shareable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
