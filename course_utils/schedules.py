@@ -11,7 +11,8 @@ import math
 
 import torch
 
-__all__ = ["SCHEDULES", "make_betas", "NoiseSchedule", "q_sample", "check_timesteps"]
+__all__ = ["SCHEDULES", "make_betas", "NoiseSchedule", "q_sample", "check_timesteps", "q_step", "q_sample_iterative",
+           "marginal_moments", "sigma_from_alpha_bar"]
 
 SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
 
@@ -99,3 +100,87 @@ class NoiseSchedule:
 
     def __repr__(self) -> str:
         return f"NoiseSchedule({self.name!r}, T={self.T}, alpha_bar_T={self.alpha_bar[-1].item():.2e})"
+
+
+# --- Added for 02_forward_process: the step-by-step chain, its moments, the equivalent noise level ---------
+
+
+def _check_betas(betas: torch.Tensor) -> torch.Tensor:
+    if not isinstance(betas, torch.Tensor) or betas.dim() != 1 or len(betas) == 0:
+        shape = tuple(betas.shape) if isinstance(betas, torch.Tensor) else type(betas).__name__
+        raise ValueError(f"betas must be a non-empty 1-D tensor of shape (T,), got {shape}")
+    if not betas.dtype.is_floating_point:
+        raise ValueError(f"betas must be floating point, got dtype {betas.dtype}")
+    if betas.min() < 0 or betas.max() >= 1:
+        raise ValueError(f"betas must lie in [0, 1), got values from {betas.min().item():.3g} to {betas.max().item():.3g}")
+    return betas
+
+
+def _check_float_images(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; convert uint8 images with data.to_unit")
+
+
+def q_step(x_prev: torch.Tensor, t: int, eps: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """One step of the chain, x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps  (02_forward_process).
+
+    x_prev, eps: (B, C, H, W) float; ``t``: one int in [0, T) (0-based, so step 0 turns x_0 into the
+    first noisy image, whose ``alpha_bar[0] = 1 - beta_0``); betas: (T,).
+    """
+    _check_float_images(x_prev, "x_prev")
+    if eps.shape != x_prev.shape:
+        raise ValueError(f"eps has shape {tuple(eps.shape)} but x_prev has {tuple(x_prev.shape)}")
+    betas = _check_betas(betas)
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(betas):
+        raise ValueError(f"t must be an int in [0, {len(betas) - 1}], got {t!r}")
+    beta = float(betas[t])
+    return (1 - beta) ** 0.5 * x_prev + beta ** 0.5 * eps
+
+
+def q_sample_iterative(x0: torch.Tensor, t: int, betas: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_t by running :func:`q_step` for steps 0..t with fresh noise each step (02_forward_process).
+
+    The slow way to the same distribution as :func:`q_sample`'s one jump: the t + 1 Gaussian
+    steps compose into N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I). Noise is drawn on the CPU
+    from ``generator`` and moved to ``x0``'s device. x0: (B, C, H, W) float; ``t`` an int in [0, T).
+    """
+    _check_float_images(x0, "x0")
+    betas = _check_betas(betas)
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(betas):
+        raise ValueError(f"t must be an int in [0, {len(betas) - 1}], got {t!r}")
+    x = x0
+    for s in range(t + 1):
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)   # (B, C, H, W)
+        x = q_step(x, s, eps, betas)
+    return x
+
+
+def marginal_moments(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean sqrt(alpha_bar_t) x_0 and variance (1 - alpha_bar_t) of q(x_t | x_0), both shaped like ``x0``.
+
+    x0: (B, C, H, W) float; t: (B,) int64 (or one int for the whole batch).
+    """
+    _check_float_images(x0, "x0")
+    t = check_timesteps(t, len(alpha_bar), batch=x0.shape[0])
+    ab = alpha_bar.to(x0.device, x0.dtype)[t.to(x0.device)].view(-1, 1, 1, 1)    # (B, 1, 1, 1)
+    return ab.sqrt() * x0, (1 - ab).expand_as(x0).clone()
+
+
+def sigma_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t): the noise level of x_t / sqrt(alpha_bar_t) = x_0 + sigma_t eps.
+
+    Dividing x_t by sqrt(alpha_bar_t) undoes the shrinking of the signal, leaving the clean image
+    plus Gaussian noise of standard deviation sigma_t (02 compares denoisers this way; 03 trains at
+    one fixed sigma). alpha_bar must lie in (0, 1].
+    """
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64) if not isinstance(alpha_bar, torch.Tensor) else alpha_bar
+    if not ab.dtype.is_floating_point:
+        raise ValueError(f"alpha_bar must be floating point, got dtype {ab.dtype}")
+    if ab.numel() and (ab.min() <= 0 or ab.max() > 1):
+        raise ValueError(f"alpha_bar must lie in (0, 1], got values from {ab.min().item():.3g} to {ab.max().item():.3g}")
+    return ((1 - ab) / ab).sqrt()

@@ -1,0 +1,275 @@
+"""A plain UNet, written from scratch, trained as a one-step denoiser (taught in 03_unet_denoiser).
+
+The task: given z = x + sigma * eps (a clean digit x in [-1, 1] plus Gaussian noise of one fixed
+level sigma), predict x. The loss is the mean squared error to the clean image, whose minimiser
+is the posterior mean E[x | z].
+
+The network (no time input: it only ever sees one noise level)::
+
+    x (B, 1, 28, 28)
+    inc    ConvBlock(1, w)                    (B, w, 28, 28)  ----------------------------.
+    down1  max-pool, ConvBlock(w, 2w)         (B, 2w, 14, 14) ---------------.            |
+    down2  max-pool, ConvBlock(2w, 4w)        (B, 4w, 7, 7)     bottleneck    |            |
+    up1    upsample, concat, ConvBlock(6w, 2w)(B, 2w, 14, 14) <-- skip -------'            |
+    up2    upsample, concat, ConvBlock(3w, w) (B, w, 28, 28)  <-- skip --------------------'
+    out    1x1 conv                           (B, 1, 28, 28)
+
+A ConvBlock is (3x3 conv -> GroupNorm -> SiLU) twice. Notebook 04 adds the time input
+(``unet.py``); this module is the version without it.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_or_train
+from .data import TensorLoader
+from .device import cpu_generator, randn
+from .paths import shipped_checkpoint_dir
+from .profiles import Profile
+from .training import train
+from .unet import count_parameters
+
+__all__ = ["ConvBlock", "conv_block_forward", "up_and_concat", "Down", "Up", "DenoiserUNet", "add_noise",
+           "denoising_loss", "denoise", "shape_walk", "denoiser_config", "train_denoiser", "count_parameters",
+           "TRAIN_SIGMA"]
+
+TRAIN_SIGMA = 0.5   # the one noise level notebook 03 trains at
+
+
+def _groups(ch: int) -> int:
+    return math.gcd(8, ch)
+
+
+def _check_images(x: torch.Tensor, name: str = "x", channels: int | None = None) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
+                         "convert uint8 images with data.to_unit")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} has {x.shape[1]} channels, the model expects {channels}: shape (B, {channels}, H, W)")
+
+
+def _check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class ConvBlock(nn.Module):
+    """(3x3 conv -> GroupNorm -> SiLU) twice: (B, in_ch, H, W) -> (B, out_ch, H, W).
+
+    The 3x3 convolutions with padding 1 keep the spatial size; GroupNorm keeps the activations
+    at a sane scale whatever the batch size; SiLU (x * sigmoid(x)) is a smooth ReLU.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        _check_positive_int(in_ch, "in_ch")
+        _check_positive_int(out_ch, "out_ch")
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm1 = nn.GroupNorm(_groups(out_ch), out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_block_forward(x, self)
+
+
+def conv_block_forward(x: torch.Tensor, block: ConvBlock) -> torch.Tensor:
+    """The forward pass of a :class:`ConvBlock`: silu(norm2(conv2(silu(norm1(conv1(x)))))).  x: (B, C_in, H, W)."""
+    _check_images(x, "x", channels=block.conv1.in_channels)
+    h = F.silu(block.norm1(block.conv1(x)))       # (B, C_out, H, W)
+    return F.silu(block.norm2(block.conv2(h)))    # (B, C_out, H, W)
+
+
+def up_and_concat(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """Upsample ``h`` (B, C1, h, w) to the size of ``skip`` (B, C2, H, W) by nearest neighbour and
+    concatenate along the channels: (B, C1 + C2, H, W). The skip connection of the UNet."""
+    _check_images(h, "h")
+    _check_images(skip, "skip")
+    if h.shape[0] != skip.shape[0]:
+        raise ValueError(f"h has batch {h.shape[0]} but skip has {skip.shape[0]}")
+    if h.shape[2] > skip.shape[2] or h.shape[3] > skip.shape[3]:
+        raise ValueError(f"h {tuple(h.shape)} must be smaller than skip {tuple(skip.shape)}: "
+                         "upsample the coarse features to the size of the fine ones")
+    h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")     # (B, C1, H, W)
+    return torch.cat([h, skip], dim=1)                               # (B, C1 + C2, H, W)
+
+
+class Down(nn.Module):
+    """Halve the resolution (2x2 max-pool), then a ConvBlock: (B, in, H, W) -> (B, out, H/2, W/2)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.block = ConvBlock(in_ch, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(F.max_pool2d(x, 2))
+
+
+class Up(nn.Module):
+    """Upsample, concatenate the skip, then a ConvBlock: (B, c, h, w), (B, s, H, W) -> (B, out, H, W)."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int):
+        super().__init__()
+        self.block = ConvBlock(in_ch + skip_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.block(up_and_concat(x, skip))
+
+
+class DenoiserUNet(nn.Module):
+    """The plain UNet of notebook 03: two down-sampling levels, skip connections, no time input.
+
+    ``width`` (``profile.width``) is the channel count at full resolution; it doubles at each
+    level down (w, 2w, 4w). Any input of at least 4x4 pixels works (28 -> 14 -> 7 for MNIST).
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        _check_positive_int(in_channels, "in_channels")
+        _check_positive_int(width, "width")
+        self.in_channels, self.width = in_channels, width
+        c1, c2, c3 = width, 2 * width, 4 * width
+        self.inc = ConvBlock(in_channels, c1)     # (B, w, 28, 28)
+        self.down1 = Down(c1, c2)                 # (B, 2w, 14, 14)
+        self.down2 = Down(c2, c3)                 # (B, 4w, 7, 7)
+        self.up1 = Up(c3, c2, c2)                 # (B, 2w, 14, 14)
+        self.up2 = Up(c2, c1, c1)                 # (B, w, 28, 28)
+        self.out = nn.Conv2d(c1, in_channels, 1)  # (B, 1, 28, 28)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_images(x, "x", channels=self.in_channels)
+        if x.shape[2] < 4 or x.shape[3] < 4:
+            raise ValueError(f"images must be at least 4x4 pixels (two 2x down-samplings), got {tuple(x.shape)}")
+        h1 = self.inc(x)              # (B, w, H, W)
+        h2 = self.down1(h1)           # (B, 2w, H/2, W/2)
+        h3 = self.down2(h2)           # (B, 4w, H/4, W/4)
+        h = self.up1(h3, h2)          # (B, 2w, H/2, W/2)
+        h = self.up2(h, h1)           # (B, w, H, W)
+        return self.out(h)            # (B, C, H, W)
+
+
+def _check_sigma(sigma: float) -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    return float(sigma)
+
+
+def add_noise(x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
+    """z = x + sigma * eps: the noisy input of the one-step denoiser.  x, eps: (B, C, H, W)."""
+    _check_images(x, "x")
+    sigma = _check_sigma(sigma)
+    if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
+        shape = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+        raise ValueError(f"eps has shape {shape} but x has {tuple(x.shape)}; draw eps with x's shape")
+    return x + sigma * eps
+
+
+def denoising_loss(model: nn.Module, x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between ``model(x + sigma * eps)`` and the clean ``x`` (a scalar)."""
+    z = add_noise(x, sigma, eps)                # (B, C, H, W)
+    return F.mse_loss(model(z), x)
+
+
+@torch.no_grad()
+def denoise(model: nn.Module, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``model(z)`` in eval mode, without gradients, ``batch_size`` images at a time.  z: (B, C, H, W)."""
+    _check_images(z, "z")
+    _check_positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(z[i:i + batch_size]) for i in range(0, len(z), batch_size)]) if len(z) else z.clone()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def shape_walk(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """Run ``x`` through ``model`` and return ``(child name, output shape)`` for each top-level child, in call order.
+
+    Forward hooks record the output of every direct child module (``inc``, ``down1`` ...)."""
+    _check_images(x, "x")
+    stages: list[tuple[str, tuple[int, ...]]] = [("input", tuple(x.shape))]
+    hooks = [child.register_forward_hook(lambda m, inp, out, name=name: stages.append((name, tuple(out.shape))))
+             for name, child in model.named_children()]
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+        model.train(was_training)
+    return stages
+
+
+def denoiser_config(profile: Profile, *, sigma: float = TRAIN_SIGMA, lr: float = 3e-3, epochs: int | None = None,
+                    n_images: int = 0, seed: int = 0) -> dict:
+    """Everything that identifies a trained denoiser of ``profile`` (stored in its checkpoint)."""
+    return {"model": "DenoiserUNet", "in_channels": 1, "width": profile.width, "sigma": _check_sigma(sigma),
+            "lr": lr, "epochs": profile.epochs("denoiser") if epochs is None else epochs,
+            "batch_size": profile.batch_size, "n_images": int(n_images), "seed": seed}
+
+
+def _digest(x: torch.Tensor) -> str:
+    return hashlib.sha1(x.detach().cpu().float().numpy().round(4).tobytes()).hexdigest()[:12]
+
+
+def train_denoiser(profile: Profile, images: torch.Tensor, *, sigma: float = TRAIN_SIGMA, probe: torch.Tensor | None = None,
+                   lr: float = 3e-3, epochs: int | None = None, seed: int = 0, name: str = "denoiser",
+                   verbose: bool = True) -> tuple[DenoiserUNet, dict, dict]:
+    """Load or train the one-step denoiser of notebook 03 on ``images`` (N, 1, H, W) at noise level ``sigma``.
+
+    Wires the course pieces together: a :class:`~course_utils.data.TensorLoader` over ``images``,
+    :func:`~course_utils.training.train` with :func:`denoising_loss` (fresh noise every batch, drawn
+    from a seeded CPU generator), and :func:`~course_utils.checkpoint.load_or_train` so a re-run
+    loads the checkpoint. ``probe`` (noisy images, (P, 1, H, W)) is denoised after the first and
+    after the last epoch (``on_epoch_end``); the results are stored in the history as
+    ``probe_first_epoch`` and ``probe_last_epoch`` (nested lists: ``torch.tensor(...)`` them), so
+    they survive a reload. Returns ``(model, history, config)``.
+    """
+    _check_images(images, "images", channels=1)
+    if len(images) < profile.batch_size:
+        raise ValueError(f"need at least one batch of {profile.batch_size} images, got {len(images)}")
+    if probe is not None:
+        _check_images(probe, "probe", channels=1)
+    device = images.device
+    config = denoiser_config(profile, sigma=sigma, lr=lr, epochs=epochs, n_images=len(images), seed=seed)
+    config["probe"] = _digest(probe) if probe is not None else None
+    torch.manual_seed(seed)
+    model = DenoiserUNet(config["in_channels"], config["width"]).to(device)
+    g = cpu_generator(seed)
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        xb, _ = batch                                               # (B, 1, H, W)
+        eps = randn(xb.shape, generator=g, device=device)           # (B, 1, H, W)
+        return denoising_loss(m, xb, config["sigma"], eps)
+
+    kept: dict[str, Any] = {}
+
+    def on_epoch_end(epoch: int, m: nn.Module) -> None:
+        if probe is None:
+            return
+        out = denoise(m, probe.to(device)).cpu().tolist()
+        if epoch == 0:
+            kept["probe_first_epoch"] = out
+        kept["probe_last_epoch"] = out
+
+    def train_fn() -> dict:
+        loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
+        hist = train(model, loss_fn, loader, config["epochs"], lr=lr, desc=name, on_epoch_end=on_epoch_end)
+        return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], **kept}
+
+    shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
+    history = load_or_train(name, model, config, train_fn, extra_paths=shipped, verbose=verbose)
+    return model.eval(), history, config
