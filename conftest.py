@@ -8,6 +8,5 @@ import tempfile
 
 os.environ["COURSE_PROFILE"] = "smoke"
 os.environ.setdefault("COURSE_OUTPUT", tempfile.mkdtemp(prefix="course-test-"))
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(4, os.cpu_count() or 1))))

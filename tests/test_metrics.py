@@ -1,0 +1,94 @@
+"""Classifier-based metrics: class accuracy and Frechet distance (course_utils.metrics)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import metrics
+from course_utils.data import load_mnist
+from course_utils.metrics import (MNISTClassifier, class_accuracy, class_histogram, features, frechet_distance,
+                                  frechet_floor, gaussian_stats, predict)
+from course_utils.paths import data_dir
+
+N = 256   # images per set: small, so the whole file runs in seconds
+
+
+@pytest.fixture(scope="module")
+def clf() -> MNISTClassifier:
+    if not (data_dir() / "classifier.pt").exists():
+        pytest.skip("data/classifier.pt (the shipped metric classifier) is absent; train it with "
+                    "metrics.get_classifier() first")
+    return metrics.get_classifier()
+
+
+def _feats(n: int = 300, d: int = 6, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64)
+
+
+def test_frechet_of_a_set_with_itself_is_zero():
+    f = _feats()
+    assert abs(frechet_distance(f, f)) < 1e-8
+
+
+def test_frechet_closed_forms():
+    f = _feats()
+    shift = torch.tensor([1.0, -2.0, 0.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    assert frechet_distance(f, f + shift) == pytest.approx(float(shift.square().sum()), rel=1e-6)
+    c = f - f.mean(0)                                   # zero mean: FD(c, 2c) = Tr(S + 4S - 4S) = Tr(S)
+    _, s = gaussian_stats(c)
+    assert frechet_distance(c, 2 * c) == pytest.approx(float(torch.trace(s)), rel=1e-6)
+    assert frechet_distance(f, _feats(seed=1)) == pytest.approx(frechet_distance(_feats(seed=1), f), rel=1e-6)
+
+
+def test_gaussian_stats():
+    f = _feats(50, 4)
+    mu, cov = gaussian_stats(f)
+    assert mu.shape == (4,) and cov.shape == (4, 4) and cov.dtype == torch.float64
+    assert torch.allclose(cov, torch.cov(f.T), atol=1e-10)
+    for bad in (torch.zeros(10), torch.zeros(1, 4), torch.zeros(2, 3, 4)):
+        with pytest.raises(ValueError, match="N >= 2, D"):
+            gaussian_stats(bad)
+
+
+def test_wrong_image_shape_or_dtype():
+    model = MNISTClassifier()
+    for bad in (torch.zeros(2, 28, 28), torch.zeros(2, 3, 28, 28), torch.zeros(2, 1, 32, 32)):
+        with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+            features(bad, model)
+        with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+            predict(bad, model)
+    with pytest.raises(ValueError, match="to_unit"):
+        features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), model)
+    with pytest.raises(ValueError, match="labels"):
+        class_accuracy(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long), model)
+
+
+def test_features_shape(clf):
+    x, _ = load_mnist("test", n=10)
+    f = features(x, clf)
+    assert f.shape == (10, 128) and f.dtype == torch.float64
+
+
+def test_class_accuracy_of_real_images(clf):
+    x, y = load_mnist("test", n=N)
+    assert class_accuracy(x, y, clf) > 0.9
+    assert class_accuracy(x, (y + 1) % 10, clf) < 0.1          # wrong labels score low
+    hist = class_histogram(x, clf)
+    assert hist.shape == (10,) and float(hist.sum()) == pytest.approx(1.0) and hist.min() > 0.03
+
+
+def test_floor_is_below_degraded_sets(clf):
+    floor = frechet_floor(N)
+    assert 0 < floor
+    real, _ = load_mnist("train", n=N)
+    assert metrics.evaluate_samples(real)["frechet"] == pytest.approx(floor, rel=1e-6)   # the floor's own half
+    x, _ = load_mnist("test", n=N)
+    g = torch.Generator().manual_seed(0)
+    noisy = (x + 0.8 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    scores = metrics.evaluate_samples(noisy)
+    assert scores["floor"] == pytest.approx(floor)
+    assert scores["frechet"] > 3 * floor and scores["ratio"] > 3, scores
+    blank = torch.full_like(x, -1.0)
+    blank[:, :, 10:18, 10:18] = 1.0                                                    # one square, no digits
+    assert metrics.evaluate_samples(blank)["frechet"] > 3 * floor

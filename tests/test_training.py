@@ -1,0 +1,115 @@
+"""Training loop, EMA and learning-rate schedule (course_utils.training)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils.data import TensorLoader
+from course_utils.training import EMA, cosine_warmup_lr, train
+
+
+def _regression(n: int = 256):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    w = torch.tensor([[1.5], [-2.0], [0.5]])
+    y = x @ w + 0.3 + 0.01 * torch.randn(n, 1, generator=g)
+    return x, y
+
+
+def _mse(model, batch):
+    xb, yb = batch
+    return nn.functional.mse_loss(model(xb), yb)
+
+
+def test_loss_decreases():
+    torch.manual_seed(0)
+    x, y = _regression()
+    model = nn.Linear(3, 1)
+    loader = TensorLoader(x, y, batch_size=32)
+    history = train(model, _mse, loader, epochs=15, lr=0.05)
+    assert len(history["epoch_loss"]) == 15
+    assert len(history["loss"]) == len(history["lr"]) == 15 * len(loader)
+    assert history["epoch_loss"][-1] < 0.05 * history["epoch_loss"][0]
+    assert not model.training                      # returned in eval mode
+    assert torch.allclose(model.weight.detach(), torch.tensor([[1.5, -2.0, 0.5]]), atol=0.1)
+
+
+def test_logged_terms_and_epoch_callback():
+    x, y = _regression(64)
+    seen = []
+
+    def loss_fn(model, batch):
+        loss = _mse(model, batch)
+        return loss, {"half": loss.item() / 2}
+
+    h = train(nn.Linear(3, 1), loss_fn, TensorLoader(x, y, batch_size=16), epochs=2,
+              on_epoch_end=lambda e, m: seen.append((e, m.training)))
+    assert len(h["half"]) == len(h["loss"]) == 8
+    assert h["half"][0] == pytest.approx(h["loss"][0] / 2)
+    assert seen == [(0, False), (1, False)]        # called in eval mode
+
+
+def test_cosine_schedule():
+    x, y = _regression(64)
+    h = train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), epochs=5, lr=0.1,
+              lr_schedule="cosine", warmup=4)
+    lrs = h["lr"]
+    assert lrs[2] == pytest.approx(0.1)            # warm-up done after 4 steps
+    assert lrs[0] < lrs[1] < lrs[2]
+    assert lrs[-1] < 0.01                          # decays towards 0
+    assert cosine_warmup_lr(0, 100, warmup=10) == pytest.approx(0.1)
+    assert cosine_warmup_lr(100, 100, warmup=10) == pytest.approx(0.0)
+
+
+def test_unknown_lr_schedule_and_bad_epochs():
+    x, y = _regression(32)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), 1, lr_schedule="linear")
+    with pytest.raises(ValueError, match="epochs"):
+        train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), -1)
+
+
+def test_nonfinite_loss_raises():
+    x, y = _regression(32)
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        train(nn.Linear(3, 1), lambda m, b: _mse(m, b) * float("nan"), TensorLoader(x, y, batch_size=16), 1)
+
+
+def test_ema_moves_toward_weights():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    ema = EMA(model, decay=0.9)
+    start = ema.module.weight.detach().clone()
+    assert all(not p.requires_grad for p in ema.module.parameters())
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    target = model.weight.detach().clone()
+    dist = [(start - target).abs().max().item()]
+    for _ in range(8):
+        ema.update(model)
+        dist.append((ema.module.weight - target).abs().max().item())
+    assert all(b < a for a, b in zip(dist, dist[1:]))   # strictly closer each step
+    assert dist[1] == pytest.approx(2 / 11 * dist[0], rel=1e-4)   # warm-up decay min(0.9, 2/11)
+    assert dist[-1] < 1e-3 * dist[0]
+    # first step: warm-up decay min(0.9, 2 / 11)
+    ema2 = EMA(nn.Linear(4, 2), decay=0.9)
+    ref = ema2.module.weight.detach().clone()
+    m2 = nn.Linear(4, 2)
+    ema2.update(m2)
+    d = 2 / 11
+    assert torch.allclose(ema2.module.weight, d * ref + (1 - d) * m2.weight.detach(), atol=1e-6)
+
+
+def test_ema_bad_decay():
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="decay"):
+            EMA(nn.Linear(2, 2), decay=bad)
+
+
+def test_ema_inside_train():
+    x, y = _regression(64)
+    model = nn.Linear(3, 1)
+    ema = EMA(model, decay=0.5)
+    train(model, _mse, TensorLoader(x, y, batch_size=16), epochs=1, ema=ema)
+    assert ema.num_updates == 4
