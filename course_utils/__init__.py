@@ -5,12 +5,26 @@ One module per concept, each taught in a notebook:
 =================  ==========================================================
 profiles           budgets per run profile (smoke / cpu / full)      -- 00
 device             device choice, seeding, CPU-seeded noise          -- 00
+paths              where data, checkpoints and deliverables live     -- 00
 data               real MNIST, offline, hash-checked                 -- 00
 checkpoint         atomic saves, safe loads, load-or-train           -- 00
 training           training loop, EMA, learning-rate schedule        -- 00, 04
 plotting           image grids, loss curves, GIFs, deliverables      -- all
 metrics            classifier, class accuracy, Frechet distance      -- 00
 checks             exercise checks                                   -- all
+vae, gan           the VAE and the GAN of the recap                  -- 01
+schedules          forward process q(x_t | x_0), noise schedules     -- 02
+baselines          Gaussian-blur denoiser, PSNR                      -- 02, 03
+denoiser           a plain UNet as a one-step denoiser               -- 03
+unet               the diffusion UNet (time, class, attention)       -- 04, 05, 07
+diffusion          L_simple and the shared load-or-train path        -- 04-07
+samplers           DDPM and DDIM schedulers, guidance, sample loop   -- 04-06
+guidance           classifier guidance with a noise-aware classifier -- 05
+editing            DDIM inversion, SDEdit, inpainting, anagrams      -- 06
+autoencoder        the KL autoencoder of latent diffusion            -- 07
+latent             latent diffusion glue                             -- 07
+runner, generate   commands: run the notebooks, sample digits        -- README
+release, grading   student versions and grading                      -- instructors
 =================  ==========================================================
 """
 from .checkpoint import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
