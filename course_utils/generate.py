@@ -70,7 +70,9 @@ def generate(model: str = "cfg", num: int = 16, label: int | None = None, guidan
         unet, cfg = load_trained_unet(model, dev)
         decode, shape = None, (num, 1, 28, 28)
     sched = NoiseSchedule(cfg.get("schedule", "linear"), cfg.get("T", 1000))
-    scheduler = DDIMScheduler(sched, eta=eta) if sampler == "ddim" else DDPMScheduler(sched)
+    clip = model != "ldm"                                        # latents have no [-1, 1] range to clip to
+    scheduler = (DDIMScheduler(sched, eta=eta, clip_sample=clip) if sampler == "ddim"
+                 else DDPMScheduler(sched, clip_sample=clip))
     scheduler.set_timesteps(steps)
     x = sample(unet, scheduler, shape, y=None if y is None else y.to(dev), guidance=w, generator=g, device=dev,
                progress=progress)

@@ -92,3 +92,18 @@ def test_cli_missing_checkpoint_is_a_clear_error(tmp_path, monkeypatch, capsys):
         main(["generate", "--model", "cfg", "--num", "2"])
     assert exit_info.value.code == 1
     assert "no checkpoint for model 'cfg'" in capsys.readouterr().err
+
+
+def test_generate_ldm_decodes_to_images(tiny_models):
+    from course_utils.autoencoder import KLAutoencoder
+    from course_utils.latent import ldm_config
+    prof = get_profile("smoke")
+    torch.manual_seed(0)
+    ae = KLAutoencoder(4, 8)
+    save_checkpoint(tiny_models / "checkpoints" / "autoencoder.pt", ae, {"arch": {"latent_channels": 4, "width": 8}})
+    arch = ldm_config(prof)
+    save_checkpoint(tiny_models / "checkpoints" / "ldm.pt", make_unet(arch),
+                    {"arch": arch, "schedule": "linear", "T": 1000, "n_images": 64})
+    images, labels = generate("ldm", num=4, steps=2, label=5, progress=False)
+    assert images.shape == (4, 28, 28) and images.dtype == np.uint8
+    assert labels.tolist() == [5, 5, 5, 5]

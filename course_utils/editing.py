@@ -1,0 +1,352 @@
+"""Editing with a DDIM sampler: inversion, interpolation, SDEdit, inpainting, visual anagrams (taught in 06_ddim).
+
+Everything here reuses the scheduler vocabulary of :mod:`course_utils.samplers`: a
+:class:`~course_utils.samplers.DDIMScheduler` (or DDPM) with ``set_timesteps`` and ``step``.
+
+* :func:`ddim_sigma`, :func:`ddim_step`: the DDIM update between two noise levels, written as a
+  plain function of ``alpha_bar_t`` and ``alpha_bar_s`` (Song et al. 2021, eq. 12)::
+
+      x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)
+      x_s    = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps + sigma z
+      sigma  = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)
+
+* :func:`ddim_invert`: the same update with eta = 0 run *backwards* (s > t), image -> x_T.
+* :func:`slerp`, :func:`slerp_path`: spherical interpolation between two noises x_T.
+* :func:`sdedit`: noise an image to the k-th step from the end of the schedule and denoise it.
+* :func:`inpaint`: keep the known pixels from the forward process q(x_s | x_0) at every step.
+* :func:`anagram_eps`, :func:`visual_anagram`: one sample that reads as class a, and as class b
+  once transformed (e.g. rotated by 180 degrees), by averaging the two guided noise estimates.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import randn
+from .samplers import DDIMScheduler, _Scheduler, guided_eps
+from .schedules import q_sample
+
+__all__ = ["ddim_sigma", "ddim_step", "ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit",
+           "check_mask", "inpaint", "VIEWS", "apply_view", "invert_view", "anagram_eps", "visual_anagram"]
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_eta(eta: float) -> float:
+    if not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
+    return float(eta)
+
+
+def _as_tensor(a: torch.Tensor | float, like: torch.Tensor | None = None) -> torch.Tensor:
+    if like is not None:
+        return torch.as_tensor(a).to(device=like.device, dtype=like.dtype)
+    a = torch.as_tensor(a)
+    return a if a.dtype.is_floating_point else a.float()
+
+
+def _check_alpha_bar(ab: torch.Tensor, name: str) -> None:
+    if ab.numel() and ((ab <= 0).any() or (ab > 1).any()):
+        raise ValueError(f"{name} must lie in (0, 1], got {ab.min().item():.3g} .. {ab.max().item():.3g}")
+
+
+def ddim_sigma(alpha_bar_t: torch.Tensor | float, alpha_bar_s: torch.Tensor | float, eta: float) -> torch.Tensor:
+    """sigma of one DDIM step from t to s < t: eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s).
+
+    Works elementwise on tensors of alpha_bar values. With eta = 1 and consecutive steps
+    sigma^2 is DDPM's posterior variance beta-tilde_t; with eta = 0 the step is deterministic.
+    """
+    eta = _check_eta(eta)
+    ab_t, ab_s = _as_tensor(alpha_bar_t), _as_tensor(alpha_bar_s)
+    _check_alpha_bar(ab_t, "alpha_bar_t")
+    _check_alpha_bar(ab_s, "alpha_bar_s")
+    return eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float,
+              alpha_bar_s: torch.Tensor | float, eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """One DDIM update from noise level ``alpha_bar_t`` to ``alpha_bar_s`` (no clipping of x0_hat).
+
+    x_t, eps, noise: (B, C, H, W). With ``eta > 0`` pass the Gaussian ``noise`` z (``None`` gives
+    the mean of the step). With eta = 0 and ``alpha_bar_s < alpha_bar_t`` this is the inversion step
+    (toward more noise). Equals ``DDIMScheduler(..., clip_sample=False).step`` between kept steps.
+    """
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps has shape {tuple(eps.shape)} but x_t has {tuple(x_t.shape)}")
+    if noise is not None and noise.shape != x_t.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)} but x_t has {tuple(x_t.shape)}")
+    ab_t, ab_s = _as_tensor(alpha_bar_t, x_t), _as_tensor(alpha_bar_s, x_t)
+    _check_alpha_bar(ab_t, "alpha_bar_t")
+    _check_alpha_bar(ab_s, "alpha_bar_s")
+    eta = _check_eta(eta)
+    x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()                       # predicted x_0
+    sigma = eta * ((1 - ab_s) / (1 - ab_t).clamp(min=1e-12)).sqrt() * (1 - ab_t / ab_s).clamp(min=0).sqrt()
+    x_s = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
+    if noise is not None:
+        x_s = x_s + sigma * noise
+    return x_s
+
+
+def _eps_fn(model: nn.Module | None, y: torch.Tensor | None, guidance: float | None,
+            eps_fn: EpsFn | None) -> EpsFn:
+    if eps_fn is not None:
+        return eps_fn
+    if model is None:
+        raise ValueError("pass a model or an eps_fn(x, t) to compute the noise estimate")
+    return lambda x, t: guided_eps(model, x, t, y, guidance)
+
+
+def _labels(y: torch.Tensor | int | None, batch: int, device: torch.device | str) -> torch.Tensor | None:
+    if y is None:
+        return None
+    y = torch.as_tensor(y, device=device).long()
+    if y.dim() == 0:
+        y = y.expand(batch)
+    if y.shape != (batch,):
+        raise ValueError(f"expected labels of shape ({batch},), got {tuple(y.shape)}")
+    return y
+
+
+def _check_batch(x: torch.Tensor, name: str = "x0") -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a float tensor of shape (B, C, H, W), got {shape}")
+
+
+@torch.no_grad()
+def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMScheduler, *,
+                y: torch.Tensor | int | None = None, guidance: float | None = None, eps_fn: EpsFn | None = None,
+                return_trajectory: bool = False, progress: bool = False):
+    """Deterministic DDIM inversion: run the eta = 0 update *up* the scheduler's timesteps, x_0 -> x_T.
+
+    Going from level s to the next kept timestep t > s, the noise is estimated at the new
+    timestep on the current image, eps_theta(x_s, t) (it cannot be evaluated at x_t, which we do
+    not have yet), then x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps. Decoding the result with a
+    ``DDIMScheduler(eta=0, clip_sample=False)`` on the same timesteps gives ``x0`` back, up to
+    the error of that approximation. Returns x_T (and ``[(t, x_t), ...]`` with ``return_trajectory``).
+    """
+    if not isinstance(scheduler, DDIMScheduler):
+        raise ValueError(f"inversion needs a DDIMScheduler (the deterministic eta = 0 update), got "
+                         f"{type(scheduler).__name__}")
+    _check_batch(x0)
+    fn = _eps_fn(model, _labels(y, x0.shape[0], x0.device), guidance, eps_fn)
+    ab = scheduler.schedule.alpha_bar.to(x0.device)
+    x, ab_cur = x0, torch.ones((), device=x0.device)
+    traj = []
+    for t in tqdm(scheduler.timesteps.flip(0).tolist(), desc="DDIM inversion", leave=False, disable=not progress):
+        tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = fn(x, tb)
+        x = ddim_step(x, eps, ab_cur, ab[t], eta=0.0)
+        ab_cur = ab[t]
+        if return_trajectory:
+            traj.append((t, x.detach().cpu()))
+    return (x, traj) if return_trajectory else x
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Spherical interpolation between z0 and z1 (B, ...), per item of the batch.
+
+    slerp = sin((1 - a) theta) / sin(theta) z0 + sin(a theta) / sin(theta) z1, where theta is the
+    angle between the flattened z0 and z1. Falls back to the straight line when theta ~ 0.
+    Gaussian noises of high dimension all have norm ~ sqrt(D); slerp keeps that norm, the straight
+    line does not (its midpoint has norm ~ sqrt(D / 2)), which is why it is used between two x_T.
+    """
+    if not isinstance(z0, torch.Tensor) or not isinstance(z1, torch.Tensor) or z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must be tensors of the same shape, got "
+                         f"{tuple(getattr(z0, 'shape', ()))} and {tuple(getattr(z1, 'shape', ()))}")
+    if z0.dim() < 2:
+        raise ValueError(f"z0 and z1 need a batch dimension: shape (B, ...), got {tuple(z0.shape)}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    a = float(alpha)
+    f0, f1 = z0.flatten(1).double(), z1.flatten(1).double()                      # (B, D)
+    cos = (f0 * f1).sum(1) / (f0.norm(dim=1) * f1.norm(dim=1)).clamp(min=1e-12)
+    theta = cos.clamp(-1, 1).acos()                                               # (B,)
+    sin = theta.sin()
+    small = sin.abs() < 1e-6
+    w0 = torch.where(small, torch.full_like(theta, 1 - a), ((1 - a) * theta).sin() / sin.where(~small, 1.0))
+    w1 = torch.where(small, torch.full_like(theta, a), (a * theta).sin() / sin.where(~small, 1.0))
+    shape = (-1,) + (1,) * (z0.dim() - 1)
+    return (w0.view(shape) * z0.double() + w1.view(shape) * z1.double()).to(z0.dtype)
+
+
+def slerp_path(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` points of the great circle from ``z0`` to ``z1`` (each (1, C, H, W) or (C, H, W)) -> (n, C, H, W)."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    z0 = z0[0] if z0.dim() == 4 and z0.shape[0] == 1 else z0
+    z1 = z1[0] if z1.dim() == 4 and z1.shape[0] == 1 else z1
+    if z0.dim() != 3 or z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must each be one noise of shape (C, H, W) or (1, C, H, W), got "
+                         f"{tuple(z0.shape)} and {tuple(z1.shape)}")
+    return torch.cat([slerp(z0[None], z1[None], a) for a in torch.linspace(0, 1, n).tolist()])
+
+
+@torch.no_grad()
+def denoise_from(scheduler: _Scheduler, x: torch.Tensor, start: int, eps_fn: EpsFn, *,
+                 generator: torch.Generator | None = None,
+                 after_step: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+    """Run the scheduler's steps from index ``start`` of ``scheduler.timesteps`` to the end.
+
+    ``x`` must be at noise level ``scheduler.timesteps[start]``. ``after_step(x_s, s)`` may edit
+    the result of each step (``s`` is the timestep reached, -1 for x_0); inpainting uses it.
+    """
+    steps = scheduler.timesteps.tolist()
+    if not 0 <= start < len(steps):
+        raise ValueError(f"start must index the scheduler's {len(steps)} timesteps, got {start}")
+    for t in steps[start:]:
+        tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        x = scheduler.step(eps_fn(x, tb), t, x, generator=generator).prev_sample
+        if after_step is not None:
+            x = after_step(x, scheduler.prev_timestep(t))
+    return x
+
+
+@torch.no_grad()
+def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, k: int, *,
+           y: torch.Tensor | int | None = None, guidance: float | None = None,
+           generator: torch.Generator | None = None, eps_fn: EpsFn | None = None) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): noise ``x0`` to the k-th timestep from the end, then denoise.
+
+    With N = ``scheduler.num_inference_steps``, the start is t_k = ``scheduler.timesteps[N - k]``:
+    x_{t_k} = sqrt(ab) x0 + sqrt(1 - ab) eps, followed by the last k steps of the schedule. Small k
+    keeps the input (and its flaws); large k keeps only its rough layout; k = N is a fresh sample.
+    """
+    _check_batch(x0)
+    n = scheduler.num_inference_steps
+    if not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}] (the scheduler has {n} steps; call "
+                         f"set_timesteps with more steps for a larger k), got {k!r}")
+    start = n - k
+    t = int(scheduler.timesteps[start])
+    eps = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = q_sample(x0, torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long), eps,
+                   scheduler.schedule.alpha_bar)
+    fn = _eps_fn(model, _labels(y, x0.shape[0], x0.device), guidance, eps_fn)
+    return denoise_from(scheduler, x_t, start, fn, generator=generator)
+
+
+def check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Validate an inpainting mask for images ``x`` (B, C, H, W); returns it as float (B or 1, 1 or C, H, W).
+
+    Accepted shapes: (H, W), (1 or C, H, W) and (1 or B, 1 or C, H, W); values in [0, 1] (1 = known
+    pixel, kept from ``x``; 0 = generated).
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask must be a torch.Tensor of shape (H, W) or (B, 1, H, W), got {type(mask).__name__}")
+    b, c, h, w = x.shape
+    m = mask
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        m = m[None]
+    ok = (m.dim() == 4 and tuple(m.shape[-2:]) == (h, w) and m.shape[1] in (1, c) and m.shape[0] in (1, b))
+    if not ok:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(x.shape)}; "
+                         f"use (H, W) = ({h}, {w}) or (B, 1, H, W) = ({b}, 1, {h}, {w})")
+    m = m.to(device=x.device, dtype=x.dtype)
+    if (m < 0).any() or (m > 1).any():
+        raise ValueError("mask values must lie in [0, 1] (1 = keep the known pixel, 0 = generate it)")
+    return m
+
+
+@torch.no_grad()
+def inpaint(model: nn.Module | None, x_known: torch.Tensor, mask: torch.Tensor, scheduler: _Scheduler, *,
+            y: torch.Tensor | int | None = None, guidance: float | None = None,
+            generator: torch.Generator | None = None, eps_fn: EpsFn | None = None) -> torch.Tensor:
+    """Fill the pixels where ``mask`` is 0, keeping those where it is 1, with the same sampler.
+
+    At every step the known region is replaced by a fresh sample of the forward process at the
+    level just reached, x_s^known = sqrt(ab_s) x_known + sqrt(1 - ab_s) eps (x_known itself at
+    the end), so the generated region is denoised in the context of the known one. With a
+    class-conditional model, ``y`` and ``guidance`` choose what fills the hole.
+    """
+    _check_batch(x_known, "x_known")
+    m = check_mask(mask, x_known)
+    ab = scheduler.schedule.alpha_bar.to(x_known.device)
+    b = x_known.shape[0]
+
+    def known_at(s: int) -> torch.Tensor:
+        if s < 0:
+            return x_known
+        eps = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
+        return ab[s].sqrt() * x_known + (1 - ab[s]).sqrt() * eps
+
+    def after_step(x: torch.Tensor, s: int) -> torch.Tensor:
+        return m * known_at(s) + (1 - m) * x
+
+    x = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
+    x = after_step(x, int(scheduler.timesteps[0]))
+    fn = _eps_fn(model, _labels(y, b, x_known.device), guidance, eps_fn)
+    return denoise_from(scheduler, x, 0, fn, generator=generator, after_step=after_step)
+
+
+# ----------------------------------------------------------------------------- visual anagrams
+
+VIEWS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "identity": (lambda x: x, lambda x: x),
+    "rot180": (lambda x: x.flip(-2, -1), lambda x: x.flip(-2, -1)),          # upside down
+    "flip_v": (lambda x: x.flip(-2), lambda x: x.flip(-2)),                  # mirrored top-bottom
+    "flip_h": (lambda x: x.flip(-1), lambda x: x.flip(-1)),                  # mirrored left-right
+    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda x: x.rot90(-1, (-2, -1))),
+    "transpose": (lambda x: x.transpose(-2, -1), lambda x: x.transpose(-2, -1)),
+}
+
+
+def _view(name: str):
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {name!r}; choose one of {', '.join(VIEWS)}")
+    return VIEWS[name]
+
+
+def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """The image ``x`` (..., H, W) seen through ``view`` (e.g. "rot180": upside down)."""
+    return _view(view)[0](x)
+
+
+def invert_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """Undo :func:`apply_view`."""
+    return _view(view)[1](x)
+
+
+def anagram_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
+                guidance: float | None, view: str = "rot180") -> torch.Tensor:
+    """Noise estimate of a visual anagram (Geng et al. 2024): the mean of two guided estimates,
+
+        eps = 1/2 [ eps(x, t | a) + view^-1( eps(view(x), t | b) ) ],
+
+    so that x denoises toward class a as it is, and toward class b seen through ``view``.
+    The view must be a permutation of pixels (a flip or rotation) so that it keeps the noise Gaussian.
+    """
+    fwd, inv = _view(view)
+    eps_a = guided_eps(model, x, t, y_a, guidance)
+    eps_b = inv(guided_eps(model, fwd(x), t, y_b, guidance))
+    return 0.5 * (eps_a + eps_b)
+
+
+@torch.no_grad()
+def visual_anagram(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ...], y_a: int | torch.Tensor,
+                   y_b: int | torch.Tensor, *, view: str = "rot180", guidance: float | None = 3.0,
+                   generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                   x_T: torch.Tensor | None = None) -> torch.Tensor:
+    """Samples (B, C, H, W) that read as class ``y_a`` as they are and as ``y_b`` through ``view``."""
+    _view(view)
+    if len(shape) != 4:
+        raise ValueError(f"shape must be (B, C, H, W), got {tuple(shape)}")
+    if view in ("rot90", "transpose") and shape[-1] != shape[-2]:
+        raise ValueError(f"view {view!r} needs square images, got {shape[-2]}x{shape[-1]}")
+    b = shape[0]
+    ya, yb = _labels(y_a, b, device), _labels(y_b, b, device)
+    if x_T is None:
+        x = randn(shape, generator=generator, device=device)
+    else:
+        if tuple(x_T.shape) != tuple(shape):
+            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
+        x = x_T.to(device)
+    if isinstance(model, nn.Module):
+        model.eval()
+    return denoise_from(scheduler, x, 0, lambda x, t: anagram_eps(model, x, t, ya, yb, guidance, view),
+                        generator=generator)

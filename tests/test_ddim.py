@@ -1,0 +1,106 @@
+"""DDIM (course_utils.samplers.DDIMScheduler and the functional form in course_utils.editing), notebook 06."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils.device import cpu_generator, randn
+from course_utils.editing import ddim_sigma, ddim_step
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, sample
+from course_utils.schedules import NoiseSchedule
+
+SCHED = NoiseSchedule("linear", 1000)
+
+
+def _x(seed: int, shape=(3, 1, 6, 6)) -> torch.Tensor:
+    return randn(shape, generator=cpu_generator(seed))
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, float("nan")])
+def test_eta_out_of_range_is_refused(eta):
+    with pytest.raises(ValueError, match="eta"):
+        DDIMScheduler(SCHED, eta=eta)
+    with pytest.raises(ValueError, match="eta"):
+        DDIMScheduler(SCHED).step(_x(0), 999, _x(1), eta=eta)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_sigma(0.5, 0.6, eta)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_step(_x(0), _x(1), 0.5, 0.6, eta=eta)
+
+
+@pytest.mark.parametrize("steps", [0, 1001, 2.5, -3])
+def test_more_steps_than_T_is_refused(steps):
+    for sched in (DDIMScheduler(SCHED), DDPMScheduler(SCHED)):
+        with pytest.raises(ValueError, match="num_inference_steps"):
+            sched.set_timesteps(steps)
+
+
+def test_strided_timesteps():
+    s = DDIMScheduler(SCHED).set_timesteps(10)
+    ts = s.timesteps.tolist()
+    assert len(ts) == 10 and ts[0] == 999 and ts[-1] == 0
+    assert all(a > b for a, b in zip(ts, ts[1:]))
+    assert s.prev_timestep(ts[0]) == ts[1] and s.prev_timestep(0) == -1
+    with pytest.raises(ValueError, match="not in this scheduler"):
+        s.prev_timestep(500)
+
+
+def test_eta_one_over_all_steps_is_ddpm_posterior_variance():
+    ab, ab_prev = SCHED.alpha_bar.double(), SCHED.alpha_bar_prev.double()
+    sigma2 = ddim_sigma(ab[1:], ab_prev[1:], 1.0) ** 2
+    assert torch.allclose(sigma2, SCHED.posterior_variance[1:].double(), atol=1e-7, rtol=1e-4)
+    assert ddim_sigma(ab[1:], ab_prev[1:], 0.0).abs().max() == 0
+
+
+def test_eta_one_step_mean_matches_ddpm_posterior_mean():
+    """Without noise (the last step, or identical z), DDIM(eta=1) and DDPM(beta_tilde) agree step by step."""
+    ddim = DDIMScheduler(SCHED, eta=1.0)
+    ddpm = DDPMScheduler(SCHED, variance="beta_tilde")
+    x, eps = _x(0), _x(1)
+    for t in (999, 700, 300, 50, 1):
+        a = ddim.step(eps, t, x, generator=cpu_generator(5)).prev_sample
+        b = ddpm.step(eps, t, x, generator=cpu_generator(5)).prev_sample
+        assert torch.allclose(a, b, atol=1e-4), t
+
+
+def test_eta_zero_is_deterministic_and_eta_one_is_not():
+    model = lambda x, t: 0.1 * x  # noqa: E731  (a stand-in noise predictor)
+    x_T = _x(3)
+    s0 = DDIMScheduler(SCHED, eta=0.0).set_timesteps(20)
+    a = sample(model, s0, x_T.shape, x_T=x_T, generator=cpu_generator(1), progress=False)
+    b = sample(model, s0, x_T.shape, x_T=x_T, generator=cpu_generator(2), progress=False)
+    assert torch.equal(a, b)
+    s1 = DDIMScheduler(SCHED, eta=1.0).set_timesteps(20)
+    c = sample(model, s1, x_T.shape, x_T=x_T, generator=cpu_generator(1), progress=False)
+    d = sample(model, s1, x_T.shape, x_T=x_T, generator=cpu_generator(2), progress=False)
+    assert not torch.equal(c, d)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_functional_step_matches_scheduler(eta):
+    s = DDIMScheduler(SCHED, eta=eta, clip_sample=False).set_timesteps(50)
+    x, eps = _x(0), _x(1)
+    for t in s.timesteps[:-1].tolist()[::7]:
+        prev = s.prev_timestep(t)
+        want = s.step(eps, t, x, generator=cpu_generator(9)).prev_sample
+        got = ddim_step(x, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[prev], eta, noise=randn(x.shape, generator=cpu_generator(9)))
+        assert torch.allclose(got, want, atol=1e-5), t
+
+
+def test_step_recovers_x0_with_the_true_noise():
+    """With the exact eps of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, one eta=0 step lands on q(x_s | x0) with that eps."""
+    x0, eps = _x(0).clamp(-1, 1), _x(1)
+    ab_t, ab_s = SCHED.alpha_bar[800], SCHED.alpha_bar[200]
+    x_t = ab_t.sqrt() * x0 + (1 - ab_t).sqrt() * eps
+    x_s = ddim_step(x_t, eps, ab_t, ab_s, eta=0.0)
+    assert torch.allclose(x_s, ab_s.sqrt() * x0 + (1 - ab_s).sqrt() * eps, atol=1e-5)
+    assert torch.allclose(ddim_step(x_t, eps, ab_t, 1.0), x0, atol=1e-4)
+
+
+def test_step_shape_errors():
+    with pytest.raises(ValueError, match="shape"):
+        ddim_step(_x(0), _x(1, (3, 1, 5, 5)), 0.5, 0.6)
+    with pytest.raises(ValueError, match="shape"):
+        DDIMScheduler(SCHED).step(_x(1, (3, 1, 5, 5)), 999, _x(0))
+    with pytest.raises(ValueError, match="alpha_bar"):
+        ddim_step(_x(0), _x(1), 1.5, 0.6)

@@ -1,0 +1,122 @@
+"""The KL autoencoder (course_utils.autoencoder) and latent diffusion glue (course_utils.latent), notebook 07."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import get_profile
+from course_utils.autoencoder import KLAutoencoder, autoencoder_loss, kl_term, train_autoencoder
+from course_utils.device import cpu_generator, randn
+from course_utils.diffusion import make_unet
+from course_utils.latent import (LATENT_SHAPE, check_latents, compute_scale_factor, decode_latents, encode_images,
+                                 generate, latent_scheduler, ldm_config, train_ldm, training_throughput)
+from course_utils.vae import kl_divergence
+
+PROFILE = get_profile("smoke")
+
+
+def _images(n: int = 4, seed: int = 0) -> torch.Tensor:
+    return randn((n, 1, 28, 28), generator=cpu_generator(seed)).clamp(-1, 1)
+
+
+@pytest.fixture(scope="module")
+def ae():
+    torch.manual_seed(0)
+    return KLAutoencoder(width=8).eval()
+
+
+def test_autoencoder_shapes(ae):
+    x = _images()
+    mu, logvar = ae.encode(x)
+    assert mu.shape == logvar.shape == (4, *LATENT_SHAPE)
+    img = ae.decode(mu)
+    assert img.shape == x.shape and img.min() >= -1 and img.max() <= 1
+    logits, mu2, _ = ae(x, eps=torch.zeros_like(mu))
+    assert torch.allclose(logits, ae.decode_logits(mu)) and torch.equal(mu, mu2)
+
+
+def test_kl_term_matches_the_vae_kl_on_flattened_latents():
+    mu, logvar = randn((3, 4, 7, 7), generator=cpu_generator(1)), randn((3, 4, 7, 7), generator=cpu_generator(2))
+    assert torch.allclose(kl_term(mu, logvar), kl_divergence(mu.flatten(1), logvar.flatten(1)))
+    assert torch.equal(kl_term(torch.zeros(2, 4, 7, 7), torch.zeros(2, 4, 7, 7)), torch.zeros(2))
+    with pytest.raises(ValueError, match="same shape"):
+        kl_term(mu, logvar[:, :2])
+
+
+def test_autoencoder_loss_logs_both_terms(ae):
+    loss, logs = autoencoder_loss(ae, _images(), kl_weight=0.01, generator=cpu_generator(0))
+    assert set(logs) == {"recon", "kl"}
+    assert loss.item() == pytest.approx(logs["recon"] + 0.01 * logs["kl"], rel=1e-4)
+    with pytest.raises(ValueError, match="kl_weight"):
+        autoencoder_loss(ae, _images(), kl_weight=-1.0)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 8, 8), (2, 3, 7, 7), (4, 7, 7), (2, 196)])
+def test_wrong_latent_shape(ae, shape):
+    z = torch.zeros(shape)
+    with pytest.raises(ValueError, match=r"\(B, 4, 7, 7\)"):
+        ae.decode(z)
+    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+        check_latents(z)
+    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+        decode_latents(ae, z, 1.0)
+
+
+def test_wrong_image_shape(ae):
+    with pytest.raises(ValueError, match="28, 28"):
+        ae.encode(torch.zeros(2, 28, 28))
+
+
+def test_scale_factor_gives_unit_variance(ae):
+    z = 3.0 * randn((50, *LATENT_SHAPE), generator=cpu_generator(0)) + 0.5
+    s = compute_scale_factor(z)
+    assert isinstance(s, float)
+    assert (z * s).std().item() == pytest.approx(1.0, rel=1e-5)
+    lat = encode_images(ae, _images(6), batch_size=4)
+    assert lat.shape == (6, *LATENT_SHAPE)
+    assert decode_latents(ae, lat * 2.0, 2.0, batch_size=4).shape == (6, 1, 28, 28)
+    with pytest.raises(ValueError, match="scale_factor"):
+        decode_latents(ae, lat, 0.0)
+
+
+def test_train_ldm_refuses_bad_latents():
+    y = torch.zeros(8, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+        train_ldm(PROFILE, torch.zeros(8, 1, 28, 28), y)
+    with pytest.raises(ValueError, match="unit variance"):
+        train_ldm(PROFILE, 10 * randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y)
+    with pytest.raises(ValueError, match="one label per latent"):
+        train_ldm(PROFILE, randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y[:3])
+
+
+def test_ldm_unet_generate_and_throughput():
+    cfg = ldm_config(PROFILE)
+    assert cfg["in_channels"] == 4 and cfg["cond"] == "cross_attention" and cfg["num_classes"] == 10
+    torch.manual_seed(0)
+    model = make_unet({**cfg, "base_channels": 8}).eval()
+    sched = latent_scheduler(PROFILE, steps=3)
+    assert not sched.clip_sample and sched.num_inference_steps == 3
+    labels = torch.arange(5)
+    z, seconds = generate(model, sched, labels, LATENT_SHAPE, guidance=3.0, seed=1, batch_size=2)
+    z2, _ = generate(model, sched, labels, LATENT_SHAPE, guidance=3.0, seed=1, batch_size=5)
+    assert z.shape == (5, *LATENT_SHAPE) and seconds > 0
+    assert torch.allclose(z, z2, atol=1e-5)            # batching does not change the samples
+    with pytest.raises(ValueError, match="item_shape"):
+        generate(model, sched, labels, (4, 7), guidance=3.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rate = training_throughput(model, randn((16, *LATENT_SHAPE), generator=cpu_generator(0)), torch.arange(16) % 10,
+                               batch_size=8, steps=1, warmup=0)
+    assert rate > 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_train_autoencoder_saves_then_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    x = _images(128, seed=3)
+    m1, h1, cfg = train_autoencoder(PROFILE, x, epochs=1)
+    assert (tmp_path / "checkpoints" / "autoencoder.pt").exists()
+    assert len(h1["loss"]) == 1 and "kl" in h1 and cfg["arch"]["width"] == PROFILE.width
+    m2, h2, _ = train_autoencoder(PROFILE, x, epochs=1)
+    assert "loaded autoencoder" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert h2["loss"] == h1["loss"]
