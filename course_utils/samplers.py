@@ -40,9 +40,12 @@ class _Scheduler:
 
     def set_timesteps(self, num_inference_steps: int) -> "_Scheduler":
         """Use ``num_inference_steps`` evenly strided timesteps, from T-1 down to 0."""
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= self.T:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
+                or not 1 <= num_inference_steps <= self.T:
             raise ValueError(f"num_inference_steps must be an integer in [1, T={self.T}], got {num_inference_steps!r}")
         ts = torch.linspace(0, self.T - 1, num_inference_steps).round().long()
+        if num_inference_steps == 1:                                 # one step starts from pure noise, t = T-1
+            ts = torch.tensor([self.T - 1])
         self.timesteps = ts.flip(0)                                  # descending, e.g. 999, 979, ..., 0
         self.num_inference_steps = num_inference_steps
         return self

@@ -1,0 +1,82 @@
+"""L_simple and the load-or-train path of the diffusion models (course_utils.diffusion, 04 and 05)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.device import cpu_generator, randn
+from course_utils.diffusion import diffusion_loss, make_unet, train_diffusion, unet_config
+from course_utils.profiles import PROFILES
+from course_utils.schedules import NoiseSchedule
+
+SCHED = NoiseSchedule("linear", 1000)
+
+
+class Recorder(torch.nn.Module):
+    """Returns zeros and remembers what it was called with."""
+
+    num_classes = 10
+
+    def forward(self, x, t, y=None):
+        self.seen = (x, t, y)
+        return torch.zeros_like(x)
+
+
+def test_l_simple_draws_t_then_eps_from_the_generator():
+    x0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    m = Recorder()
+    loss = diffusion_loss(m, x0, SCHED, generator=cpu_generator(0))
+    g = cpu_generator(0)
+    t = torch.randint(0, 1000, (4,), generator=g)
+    eps = randn(x0.shape, generator=g)
+    x_t, t_seen, y_seen = m.seen
+    assert torch.equal(t_seen, t) and y_seen is None
+    assert torch.allclose(x_t, SCHED.q_sample(x0, t, eps))
+    assert loss.item() == pytest.approx(F.mse_loss(torch.zeros_like(eps), eps).item(), rel=1e-6)
+
+
+def test_label_dropping():
+    x0 = torch.zeros(2000, 1, 2, 2)
+    y = torch.arange(2000) % 10
+    m = Recorder()
+    diffusion_loss(m, x0, SCHED, y=y, p_uncond=0.0, generator=cpu_generator(0))
+    assert torch.equal(m.seen[2], y)
+    diffusion_loss(m, x0, SCHED, y=y, p_uncond=0.1, generator=cpu_generator(0))
+    dropped = m.seen[2] == 10
+    assert 0.07 < dropped.float().mean().item() < 0.13
+    assert torch.equal(m.seen[2][~dropped], y[~dropped])
+    diffusion_loss(m, x0, SCHED, y=y, p_uncond=1.0, generator=cpu_generator(0))
+    assert (m.seen[2] == 10).all()
+    with pytest.raises(ValueError, match="p_uncond"):
+        diffusion_loss(m, x0, SCHED, y=y, p_uncond=1.5)
+
+
+def test_unet_config_roundtrip():
+    p = PROFILES["smoke"]
+    cfg = unet_config(p, conditional=True, attention=False)
+    assert cfg["base_channels"] == p.width and cfg["num_classes"] == 10 and cfg["attention"] == [False] * 3
+    m = make_unet(cfg)
+    assert m(torch.zeros(1, 1, 28, 28), torch.tensor([5]), torch.tensor([10])).shape == (1, 1, 28, 28)
+
+
+def test_train_diffusion_trains_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    p = PROFILES["smoke"]
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(p.batch_size, 1, 12, 12) * 2 - 1                       # one batch per epoch
+    y = torch.arange(p.batch_size) % 10
+    seen = []
+    m, hist, cfg = train_diffusion("tiny_cfg", p, x, y, arch={**arch, "num_classes": 10}, p_uncond=0.1, epochs=2,
+                                   on_epoch_end=lambda e, model: seen.append(e))
+    assert seen == [0, 1] and not m.training
+    assert len(hist["loss"]) == len(hist["lr"]) == 2 and len(hist["epoch_loss"]) == 2
+    assert (tmp_path / "checkpoints" / "tiny_cfg.pt").exists()
+    assert cfg["p_uncond"] == 0.1 and cfg["epochs"] == 2
+    seen.clear()
+    m2, hist2, _ = train_diffusion("tiny_cfg", p, x, y, arch={**arch, "num_classes": 10}, p_uncond=0.1, epochs=2,
+                                   on_epoch_end=lambda e, model: seen.append(e))
+    assert seen == []                                                    # loaded, not retrained
+    assert hist2["loss"] == pytest.approx(hist["loss"])
+    for a, b in zip(m.parameters(), m2.parameters()):
+        assert torch.equal(a, b)

@@ -1,0 +1,130 @@
+"""DDPM / DDIM schedulers, classifier-free guidance and the sampling loop (course_utils.samplers, 04-06)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils.device import cpu_generator, randn
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, guided_eps, sample
+from course_utils.schedules import NoiseSchedule
+from course_utils.unet import UNet
+
+SCHED = NoiseSchedule("linear", 1000)
+
+
+def algorithm2_step(eps, t, x_t, variance, generator):
+    """x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) + sigma_t z (Ho et al. 2020)."""
+    beta, alpha, ab = SCHED.betas[t], SCHED.alphas[t], SCHED.alpha_bar[t]
+    mean = (x_t - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
+    if t == 0:
+        return mean
+    var = beta if variance == "beta" else SCHED.posterior_variance[t]
+    return mean + var.sqrt() * randn(x_t.shape, generator=generator)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+@pytest.mark.parametrize("t", [999, 500, 1, 0])
+def test_ddpm_step_is_algorithm_2(variance, t):
+    g = cpu_generator(0)
+    x_t, eps = randn(4, 1, 8, 8, generator=g), randn(4, 1, 8, 8, generator=g)
+    sched = DDPMScheduler(SCHED, variance=variance, clip_sample=False)
+    got = sched.step(eps, t, x_t, generator=cpu_generator(1)).prev_sample
+    want = algorithm2_step(eps, t, x_t, variance, cpu_generator(1))
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_ddpm_step_pred_x0_and_clipping():
+    g = cpu_generator(2)
+    x0 = randn(3, 1, 8, 8, generator=g).clamp(-1, 1)
+    eps = randn(3, 1, 8, 8, generator=g)
+    t = 300
+    x_t = SCHED.q_sample(x0, torch.full((3,), t), eps)
+    out = DDPMScheduler(SCHED).step(eps, t, x_t, generator=cpu_generator(0))
+    assert torch.allclose(out.pred_x0, x0, atol=1e-4)                  # the true eps recovers x_0
+    big = DDPMScheduler(SCHED).step(eps + 5, t, x_t, generator=cpu_generator(0)).pred_x0
+    assert big.min() >= -1 and big.max() <= 1                           # clip_sample
+
+
+def test_set_timesteps_strides_and_one_step_starts_at_noise():
+    s = DDIMScheduler(SCHED)
+    assert s.timesteps.tolist() == list(range(999, -1, -1))
+    s.set_timesteps(10)
+    ts = s.timesteps.tolist()
+    assert len(ts) == 10 and ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True)
+    assert s.prev_timestep(999) == ts[1] and s.prev_timestep(0) == -1
+    assert s.set_timesteps(1).timesteps.tolist() == [999]
+
+
+@pytest.mark.parametrize("steps", [0, -5, 1001, 2.5, True])
+def test_bad_step_counts_raise(steps):
+    for cls in (DDPMScheduler, DDIMScheduler):
+        with pytest.raises(ValueError, match="num_inference_steps"):
+            cls(SCHED).set_timesteps(steps)
+
+
+def test_bad_scheduler_inputs_raise():
+    with pytest.raises(ValueError, match="variance"):
+        DDPMScheduler(SCHED, variance="learned")
+    with pytest.raises(ValueError, match="eta"):
+        DDIMScheduler(SCHED, eta=1.5)
+    s = DDIMScheduler(SCHED).set_timesteps(10)
+    x = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="not in this scheduler"):
+        s.step(x, 500, x)                                              # 500 is not one of the 10 kept steps
+    with pytest.raises(ValueError, match="eps has shape"):
+        s.step(torch.zeros(1, 1, 5, 5), 999, x)
+
+
+def test_ddim_eta0_is_deterministic_and_exact_for_true_eps():
+    g = cpu_generator(3)
+    x0 = randn(2, 1, 8, 8, generator=g).clamp(-1, 1)
+    eps = randn(2, 1, 8, 8, generator=g)
+    s = DDIMScheduler(SCHED, eta=0.0).set_timesteps(10)
+    t = int(s.timesteps[3])
+    x_t = SCHED.q_sample(x0, torch.full((2,), t), eps)
+    out = s.step(eps, t, x_t)
+    prev = s.prev_timestep(t)
+    want = SCHED.q_sample(x0, torch.full((2,), prev), eps)              # same x_0, same eps, one kept step earlier
+    assert torch.allclose(out.prev_sample, want, atol=1e-4)
+
+
+class ToyEps(torch.nn.Module):
+    """eps(x, t, y) = 0.1 x + 0.01 y: cheap, label-aware, with num_classes like the UNet."""
+
+    num_classes = 10
+
+    def forward(self, x, t, y=None):
+        y = torch.full((x.shape[0],), 10) if y is None else y
+        return 0.1 * x + 0.01 * y.float().view(-1, 1, 1, 1)
+
+
+def test_guided_eps_convention():
+    m = ToyEps()
+    x, t, y = torch.randn(3, 1, 4, 4), torch.tensor([5, 5, 5]), torch.tensor([1, 2, 3])
+    eps_u, eps_c = m(x, t, torch.full_like(y, 10)), m(x, t, y)
+    for w in (0.0, 1.0, 3.0):
+        assert torch.allclose(guided_eps(m, x, t, y, w), eps_u + w * (eps_c - eps_u))
+    assert torch.allclose(guided_eps(m, x, t, y, 0.0), eps_u)
+    assert torch.allclose(guided_eps(m, x, t, y, 1.0), eps_c)
+    assert torch.allclose(guided_eps(m, x, t, None, 3.0), eps_u)        # no label: unconditional
+    with pytest.raises(ValueError, match="class-conditional"):
+        guided_eps(lambda x, t, y=None: x, x, t, y, 2.0)
+
+
+def test_sample_loop_reproducible_trajectory_and_checks():
+    torch.manual_seed(0)
+    m = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10)
+    sched = DDPMScheduler(SCHED, variance="beta_tilde").set_timesteps(5)
+    a, traj = sample(m, sched, (2, 1, 12, 12), y=torch.tensor([1, 2]), guidance=2.0, generator=cpu_generator(0),
+                     return_trajectory=True, progress=False)
+    b = sample(m, sched, (2, 1, 12, 12), y=torch.tensor([1, 2]), guidance=2.0, generator=cpu_generator(0),
+               progress=False)
+    assert torch.equal(a, b) and a.shape == (2, 1, 12, 12)
+    assert [t for t, _, _ in traj] == sched.timesteps.tolist()
+    assert torch.equal(traj[-1][1], a)
+    with pytest.raises(ValueError, match="x_T has shape"):
+        sample(m, sched, (2, 1, 12, 12), x_T=torch.zeros(2, 1, 10, 10), progress=False)
+    with pytest.raises(ValueError, match="labels must lie"):
+        sample(m, sched, (2, 1, 12, 12), y=torch.tensor([3, 11]), progress=False)
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        sample(m, sched, (2, 3, 12, 12), progress=False)               # wrong number of channels
