@@ -15,6 +15,7 @@ checks             exercise checks                                   -- all
 vae, gan           the VAE and the GAN of the recap                  -- 01
 schedules          forward process q(x_t | x_0), noise schedules     -- 02
 baselines          Gaussian-blur denoiser, PSNR                      -- 02, 03
+validation         shared input checks (clear ValueErrors)           -- all
 denoiser           a plain UNet as a one-step denoiser               -- 03
 unet               the diffusion UNet (time, class, attention)       -- 04, 05, 07
 diffusion          L_simple and the shared load-or-train path        -- 04-07

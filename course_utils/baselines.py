@@ -15,20 +15,14 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from .validation import check_image_batch
 
 __all__ = ["DEFAULT_BLUR_SIGMAS", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma", "blur_baseline"]
 
 DEFAULT_BLUR_SIGMAS: tuple[float, ...] = (0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
 
-def _check_images(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
-                         "convert uint8 images with data.to_unit")
+_check_images = check_image_batch
 
 
 def _check_sigma(sigma: float) -> float:

@@ -34,6 +34,7 @@ from .paths import shipped_checkpoint_dir
 from .profiles import Profile
 from .training import train
 from .unet import count_parameters
+from .validation import check_image_batch
 
 __all__ = ["ConvBlock", "conv_block_forward", "up_and_concat", "Down", "Up", "DenoiserUNet", "add_noise",
            "denoising_loss", "denoise", "shape_walk", "denoiser_config", "train_denoiser", "count_parameters",
@@ -46,16 +47,7 @@ def _groups(ch: int) -> int:
     return math.gcd(8, ch)
 
 
-def _check_images(x: torch.Tensor, name: str = "x", channels: int | None = None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
-                         "convert uint8 images with data.to_unit")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} has {x.shape[1]} channels, the model expects {channels}: shape (B, {channels}, H, W)")
+_check_images = check_image_batch
 
 
 def _check_positive_int(value: int, name: str) -> int:

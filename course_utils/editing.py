@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import randn
-from .samplers import DDIMScheduler, _Scheduler, guided_eps
+from .samplers import DDIMScheduler, _Scheduler, guided_eps, initial_noise
 from .schedules import q_sample
 
 __all__ = ["ddim_sigma", "ddim_step", "ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit",
@@ -340,12 +340,7 @@ def visual_anagram(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ..
         raise ValueError(f"view {view!r} needs square images, got {shape[-2]}x{shape[-1]}")
     b = shape[0]
     ya, yb = _labels(y_a, b, device), _labels(y_b, b, device)
-    if x_T is None:
-        x = randn(shape, generator=generator, device=device)
-    else:
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
-        x = x_T.to(device)
+    x = initial_noise(shape, x_T, generator, device)
     if isinstance(model, nn.Module):
         model.eval()
     return denoise_from(scheduler, x, 0, lambda x, t: anagram_eps(model, x, t, ya, yb, guidance, view),

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .device import randn
 from .schedules import NoiseSchedule
 
-__all__ = ["StepOutput", "DDPMScheduler", "DDIMScheduler", "guided_eps", "sample"]
+__all__ = ["StepOutput", "DDPMScheduler", "DDIMScheduler", "guided_eps", "initial_noise", "sample"]
 
 
 @dataclass
@@ -149,6 +149,16 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tens
     return eps_u + w * (eps_c - eps_u)
 
 
+def initial_noise(shape: tuple[int, ...], x_T: torch.Tensor | None, generator: torch.Generator | None,
+                  device: torch.device | str) -> torch.Tensor:
+    """x_T ~ N(0, I) drawn on the CPU (or the given ``x_T``, checked against ``shape``), on ``device``."""
+    if x_T is None:
+        return randn(shape, generator=generator, device=device)
+    if tuple(x_T.shape) != tuple(shape):
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
+    return x_T.to(device)
+
+
 @torch.no_grad()
 def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int, ...], *,
            y: torch.Tensor | None = None, guidance: float | None = None, generator: torch.Generator | None = None,
@@ -160,12 +170,7 @@ def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int,
     otherwise it is ``guided_eps(model, x, t, y, guidance)``. Returns x_0, or
     ``(x_0, [(t, x_t, pred_x0), ...])`` with ``return_trajectory`` (every ``trajectory_every`` steps).
     """
-    if x_T is None:
-        x = randn(shape, generator=generator, device=device)
-    else:
-        if tuple(x_T.shape) != tuple(shape):
-            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
-        x = x_T.to(device)
+    x = initial_noise(shape, x_T, generator, device)
     if y is not None:
         y = torch.as_tensor(y, device=device).long()
         if y.dim() == 0:
