@@ -31,6 +31,7 @@ class Profile:
     epoch_budget: Mapping[str, int] = field(default_factory=dict)  # model name -> epochs
     width: int = 32               # base channel count of the UNets
     num_timesteps: int = 1000     # T of the diffusion chain
+    ddpm_steps: int = 1000        # length of the ancestral (Algorithm 2) chain we can afford: T, or strided
     sample_steps: int = 50        # DDIM steps for quick looks
     n_samples: int = 64           # samples shown in grids
     n_metric_samples: int = 1000  # samples scored by the metrics (Frechet, accuracy)
@@ -62,7 +63,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", train_images=2048, test_images=512, batch_size=128,
         epoch_budget={m: 1 for m in _MODELS},
-        width=16, num_timesteps=1000, sample_steps=10, n_samples=16, n_metric_samples=256,
+        width=16, num_timesteps=1000, ddpm_steps=50, sample_steps=10, n_samples=16, n_metric_samples=256,
         use_pretrained=False,
     ),
     "cpu": Profile(
