@@ -2,6 +2,7 @@
 
     python benchmarks/pretrain.py --profile full            # on a GPU: runs all notebooks, then exports
     python benchmarks/pretrain.py --export-only outputs/run-full --profile full
+    python benchmarks/pretrain.py --direct cfg=4 autoencoder=4 ldm=15 ddpm=3 --profile cpu   # no GPU: longest CPU run
 
 1. ``./course.sh run --profile P`` trains each model through its notebook's load-or-train path
    (so the shipped weights are exactly what the notebooks produce), into ``outputs/run-P``.
@@ -9,6 +10,11 @@
    only; the loss history is thinned), and ``manifest.json`` records per model: config,
    profile, training images seen, git commit, metrics and SHA-256. The ``cpu`` profile then
    loads these through the same load-or-train path (architecture keys must match).
+
+``--direct MODEL=EPOCHS ...`` skips the notebooks and trains just those diffusion-series models
+on all 60,000 training images, through the same functions the notebooks call
+(``train_diffusion``, ``train_autoencoder``, ``train_ldm``), with the architecture of
+``--profile`` and the given epochs: the longest run a machine without a GPU can fit.
 """
 from __future__ import annotations
 
@@ -100,13 +106,69 @@ def export(src: Path, profile: str, metric_samples: int) -> dict:
     return manifest
 
 
+DIRECT = ("cfg", "ddpm", "autoencoder", "ldm")
+
+
+def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
+    """Train the models of ``plan`` (name -> epochs) on all training images into ``out/checkpoints``."""
+    import dataclasses
+    import os
+    import time
+
+    os.environ["COURSE_OUTPUT"] = str(out)
+    from course_utils import autoencoder, get_device, get_profile, latent, load_mnist
+    from course_utils.diffusion import train_diffusion
+
+    profile = dataclasses.replace(get_profile(profile_name), train_images=None, use_pretrained=False)
+    device = get_device()
+    x, y = load_mnist("train", device=device)
+    ae = None
+    for name, epochs in plan.items():
+        t0 = time.perf_counter()
+        if name == "cfg":
+            train_diffusion("cfg", profile, x, y, p_uncond=0.1, epoch_key="cfg", epochs=epochs)
+        elif name == "ddpm":
+            train_diffusion("ddpm", profile, x, None, epochs=epochs)
+        elif name == "autoencoder":
+            ae, _, _ = autoencoder.train_autoencoder(profile, x, epochs=epochs)
+        elif name == "ldm":
+            if ae is None:
+                ae, _, _ = autoencoder.train_autoencoder(profile, x, epochs=plan.get("autoencoder"))
+            z = latent.encode_images(ae, x)
+            latent.train_ldm(profile, z * latent.compute_scale_factor(z), y, autoencoder=ae, p_uncond=0.1,
+                             epochs=epochs)
+        print(f"{name}: {epochs} epochs x {len(x):,} images in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _plan(items: list[str]) -> dict[str, int]:
+    plan = {}
+    for item in items:
+        name, _, epochs = item.partition("=")
+        if name not in DIRECT or not epochs.isdigit() or int(epochs) < 1:
+            raise SystemExit(f"--direct takes MODEL=EPOCHS with MODEL in {', '.join(DIRECT)}; got {item!r}")
+        plan[name] = int(epochs)
+    if "ldm" in plan and "autoencoder" not in plan:
+        raise SystemExit("--direct ldm=N needs autoencoder=M too: the latents come from that autoencoder")
+    return plan
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="full")
     ap.add_argument("--export-only", type=Path, default=None, help="export an existing run folder, train nothing")
     ap.add_argument("--metric-samples", type=int, default=1000)
+    ap.add_argument("--direct", nargs="+", metavar="MODEL=EPOCHS", default=None,
+                    help=f"train only these models ({', '.join(DIRECT)}) on all images, without the notebooks")
     args = ap.parse_args()
     src = args.export_only or ROOT / "outputs" / f"run-{args.profile}"
+    if args.direct:
+        plan = _plan(args.direct)
+        src = ROOT / "outputs" / f"direct-{args.profile}"
+        train_direct(plan, args.profile, src)
+        label = f"{args.profile} architecture, " + ", ".join(f"{k} {v} epochs" for k, v in plan.items()) + \
+            " on 60,000 images (CPU)"
+        export(src, label, args.metric_samples)
+        return 0
     if args.export_only is None:
         r = subprocess.run([sys.executable, "-m", "course_utils", "run", "--profile", args.profile, "--out", str(src)],
                            cwd=ROOT)

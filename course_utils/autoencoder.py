@@ -19,7 +19,7 @@ from torch import nn
 from .checkpoint import load_or_train
 from .data import TensorLoader
 from .device import randn
-from .paths import shipped_checkpoint_dir
+from .paths import resume_path, shipped_checkpoint_dir
 from .profiles import Profile
 from .training import train
 from .vae import check_images, reconstruction_loss
@@ -159,10 +159,15 @@ def train_autoencoder(profile: Profile, images: torch.Tensor, *, kl_weight: floa
         xb, _ = batch
         return autoencoder_loss(m, xb, kl_weight, generator=g)
 
+    resume = resume_path("autoencoder")
+
     def train_fn() -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
-        return train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc="autoencoder")
+        return train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc="autoencoder",
+                     resume_path=resume, resume_config=config, generator=g)
 
+    # Shipped weights were trained with another budget: only the architecture has to match.
     shipped = [shipped_checkpoint_dir() / "autoencoder.pt"] if profile.use_pretrained else []
-    history = load_or_train("autoencoder", model, config, train_fn, extra_paths=shipped)
+    history = load_or_train("autoencoder", model, config, train_fn, extra_paths=shipped, pretrained_keys=["arch"])
+    resume.unlink(missing_ok=True)
     return model.eval(), history, config

@@ -6,6 +6,7 @@ half-written file. Loading uses ``torch.load(..., weights_only=True)``: no pickl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,7 +19,7 @@ from torch import nn
 
 from .paths import checkpoint_dir
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_or_train", "config_diff"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_or_train", "config_diff", "weights_digest"]
 
 FORMAT = 1
 
@@ -32,6 +33,21 @@ def _jsonable(config: dict) -> dict:
         return json.loads(json.dumps(config, sort_keys=True))
     except TypeError as e:
         raise TypeError(f"checkpoint config must hold only JSON values (numbers, strings, lists, dicts): {e}") from e
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short fingerprint of ``model``'s weights (SHA-256 of them rounded to float16).
+
+    Rounding first makes the fingerprint survive the float16 export of shipped checkpoints, so
+    a model that depends on another (the latent model on its autoencoder, notebook 07) can
+    record which one it was trained with.
+    """
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        v = v.detach().cpu()
+        h.update(k.encode())
+        h.update((v.half() if v.is_floating_point() else v).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def config_diff(saved: dict, wanted: dict) -> list[str]:

@@ -20,7 +20,7 @@ from torch import nn
 from .checkpoint import load_or_train
 from .data import TensorLoader
 from .device import randn
-from .paths import shipped_checkpoint_dir
+from .paths import resume_path, shipped_checkpoint_dir
 from .profiles import Profile
 from .schedules import NoiseSchedule
 from .training import EMA, train
@@ -73,20 +73,25 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
                     arch: dict | None = None, schedule: str = "linear", p_uncond: float = 0.0,
                     lr: float = 2e-3, lr_schedule: str | None = "cosine", epochs: int | None = None,
                     ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
-                    on_epoch_end=None) -> tuple[nn.Module, dict, dict]:
+                    on_epoch_end=None, extra_config: dict | None = None) -> tuple[nn.Module, dict, dict]:
     """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
 
     Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
     history, and the config that identifies the checkpoint. ``epochs`` defaults to
     ``profile.epochs(epoch_key)``. Shipped pretrained weights in ``data/checkpoints/<name>.pt``
     are used when the profile allows and their config matches.
+
+    ``extra_config``: more keys that identify the model and must match even for shipped
+    weights (the latent model records which autoencoder made its latents). A run killed
+    mid-way resumes after its last finished epoch (``outputs/checkpoints/<name>.resume.pt``).
     """
     device = images.device
     arch = arch or unet_config(profile, conditional=labels is not None)
     epochs = profile.epochs(epoch_key) if epochs is None else epochs
     config = {"arch": arch, "schedule": schedule, "T": profile.num_timesteps, "p_uncond": p_uncond, "lr": lr,
               "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
-              "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed}
+              "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed, **(extra_config or {})}
+    pretrained_extra = list(extra_config or {})
     torch.manual_seed(seed)
     model = make_unet(arch).to(device)
     ema = EMA(model, ema_decay)
@@ -97,15 +102,18 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
         xb, yb = batch
         return diffusion_loss(m, xb, sched, y=yb, p_uncond=p_uncond, generator=g)
 
+    resume = resume_path(name)                   # a killed run continues from its last finished epoch
+
     def train_fn() -> dict:
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
         hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule=lr_schedule, ema=ema, desc=name,
-                     on_epoch_end=on_epoch_end)
+                     on_epoch_end=on_epoch_end, resume_path=resume, resume_config=config, generator=g)
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
     shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
     history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped,
-                            pretrained_keys=["arch", "schedule", "T", "p_uncond"])
+                            pretrained_keys=["arch", "schedule", "T", "p_uncond", *pretrained_extra])
+    resume.unlink(missing_ok=True)               # the final checkpoint is saved: nothing left to resume
     return ema.module.eval(), history, config
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .autoencoder import KLAutoencoder
+from .checkpoint import weights_digest
 from .device import cpu_generator, randn
 from .diffusion import diffusion_loss, train_diffusion, unet_config
 from .profiles import Profile
@@ -65,12 +66,14 @@ def compute_scale_factor(latents: torch.Tensor) -> float:
     return float(1.0 / latents.float().std())
 
 
-def train_ldm(profile: Profile, latents: torch.Tensor, labels: torch.Tensor, *, p_uncond: float = 0.1,
-              **kwargs) -> tuple[nn.Module, dict, dict]:
+def train_ldm(profile: Profile, latents: torch.Tensor, labels: torch.Tensor, *, autoencoder: KLAutoencoder,
+              p_uncond: float = 0.1, **kwargs) -> tuple[nn.Module, dict, dict]:
     """Load or train the class-conditional latent diffusion model ``ldm`` on *scaled* ``latents`` (N, 4, 7, 7).
 
     A thin wrapper of :func:`~course_utils.diffusion.train_diffusion` with :func:`ldm_config`,
     ``p_uncond`` (classifier-free guidance) and the epoch budget ``profile.epochs("ldm")``.
+    ``autoencoder`` is the one that made ``latents``: its fingerprint goes into the config, so a
+    checkpoint trained on another autoencoder's latents is refused instead of decoding garbage.
     """
     check_latents(latents)
     if labels is None or len(labels) != len(latents):
@@ -80,8 +83,10 @@ def train_ldm(profile: Profile, latents: torch.Tensor, labels: torch.Tensor, *, 
     if not 0.5 < std < 2.0:
         raise ValueError(f"latents have std {std:.3g}; scale them to unit variance first "
                          "(latents * compute_scale_factor(latents))")
+    if not isinstance(autoencoder, KLAutoencoder):
+        raise TypeError(f"autoencoder must be the KLAutoencoder that encoded the latents, got {type(autoencoder).__name__}")
     return train_diffusion("ldm", profile, latents, labels, arch=ldm_config(profile), p_uncond=p_uncond,
-                           epoch_key="ldm", **kwargs)
+                           epoch_key="ldm", extra_config={"autoencoder": weights_digest(autoencoder)}, **kwargs)
 
 
 @torch.no_grad()
@@ -198,6 +203,10 @@ def load_trained_ldm(device: torch.device | str = "cpu") -> tuple[nn.Module, Cal
         raise CheckpointError(f"autoencoder checkpoint {path} is corrupt ({e}); delete it and rerun notebook 07") from e
     ae = KLAutoencoder(arch["latent_channels"], arch["width"])
     load_checkpoint(path, ae)
+    if cfg.get("autoencoder") not in (None, weights_digest(ae)):
+        raise CheckpointError(f"the ldm checkpoint was trained on the latents of another autoencoder than {path} "
+                              f"(fingerprint {cfg['autoencoder']}, found {weights_digest(ae)}); rerun notebook 07 "
+                              "so that both are trained together, or restore data/checkpoints/")
     ae = ae.to(device).eval()
     x, _ = load_mnist("train", n=int(cfg["n_images"]), device=device)
     scale = compute_scale_factor(encode_images(ae, x))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "data_dir", "output_dir", "checkpoint_dir", "deliverables_dir", "shipped_checkpoint_dir"]
+__all__ = ["project_root", "data_dir", "output_dir", "checkpoint_dir", "deliverables_dir", "shipped_checkpoint_dir",
+           "resume_path"]
 
 
 def project_root() -> Path:
@@ -41,3 +42,8 @@ def deliverables_dir() -> Path:
     p = output_dir() / "deliverables"
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def resume_path(name: str) -> Path:
+    """Where the training of model ``name`` keeps its per-epoch resume state (deleted once it finishes)."""
+    return checkpoint_dir() / f"{name}.resume.pt"

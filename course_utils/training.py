@@ -1,15 +1,20 @@
-"""A small training loop with progress bars, loss history and EMA (taught in 01 and 04)."""
+"""A small training loop with progress bars, loss history, EMA and resume (taught in 01 and 04)."""
 from __future__ import annotations
 
 import copy
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["EMA", "train", "cosine_warmup_lr"]
+__all__ = ["EMA", "train", "cosine_warmup_lr", "RESUME_FORMAT"]
+
+RESUME_FORMAT = 1
 
 
 class EMA:
@@ -39,11 +44,46 @@ class EMA:
 
 
 def cosine_warmup_lr(step: int, total: int, warmup: int = 100) -> float:
-    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0."""
+    """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0.
+
+    The warm-up lasts ``warmup`` steps but never more than a tenth of the run, so a short run
+    (the smoke profile trains for a few dozen steps) spends most of it at a useful rate.
+    """
+    warmup = max(1, min(warmup, total // 10))
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """Write the resume state atomically (temporary file, then rename): a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load_state(path: Path, config: dict | None, epochs: int) -> dict | None:
+    """The resume state at ``path`` if it is readable and belongs to this run, else None (with the reason)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated by a kill during an old save, random bytes, ...
+        print(f"ignoring resume state {path}: unreadable ({type(e).__name__}); training from the start")
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        print(f"ignoring resume state {path}: not a course resume file; training from the start")
+        return None
+    if state.get("config") != config or state.get("epochs") != epochs or not 0 < state.get("epoch", 0) < epochs:
+        print(f"ignoring resume state {path}: saved for another run (config or epoch count differ); "
+              "training from the start")
+        return None
+    return state
 
 
 LossFn = Callable[[nn.Module, tuple], "torch.Tensor | tuple[torch.Tensor, dict]"]
@@ -53,13 +93,21 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
           optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
           lr_schedule: str | None = None, warmup: int = 100, ema: EMA | None = None,
           grad_clip: float | None = 1.0, desc: str = "train",
-          on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> dict[str, list[float]]:
+          on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+          resume_path: str | Path | None = None, resume_config: dict | None = None,
+          generator: torch.Generator | None = None) -> dict[str, list[float]]:
     """Train ``model`` for ``epochs`` passes over ``loader`` and return the loss history.
 
     ``loss_fn(model, batch)`` returns the loss, or ``(loss, {"name": value, ...})`` to log
     extra terms (the VAE logs reconstruction and KL). ``lr_schedule``: ``None`` (constant) or
     ``"cosine"`` (warm-up then cosine decay). History: ``loss`` and every logged term per step,
     ``epoch_loss`` per epoch, ``lr`` per step.
+
+    ``resume_path``: after every epoch the whole training state (weights, optimizer, LR
+    schedule, EMA, history, the state of ``generator`` and the loader's epoch) is saved there
+    atomically; a later call with the same ``resume_config`` and ``epochs`` continues after the
+    last finished epoch instead of starting over, and ends where an uninterrupted run would.
+    Deleting the file is always safe. The caller removes it once the final checkpoint is saved.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -71,9 +119,26 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     if lr_schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_warmup_lr(s, total, warmup))
     history: dict[str, list[float]] = {"loss": [], "epoch_loss": [], "lr": []}
+    start = 0
+    state = _load_state(Path(resume_path), resume_config, epochs) if resume_path and Path(resume_path).exists() else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.module.load_state_dict(state["ema"])
+            ema.num_updates = int(state["ema_updates"])
+        if generator is not None and state.get("generator") is not None:
+            generator.set_state(state["generator"])
+        if hasattr(loader, "_epoch"):
+            loader._epoch = int(state["loader_epoch"])  # type: ignore[attr-defined]
+        history = state["history"]
+        start = int(state["epoch"])
+        print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
     model.train()
-    bar = tqdm(total=total, desc=desc, leave=False, mininterval=1.0)
-    for epoch in range(epochs):
+    bar = tqdm(total=total, initial=start * len(loader), desc=desc, leave=False, mininterval=1.0)  # type: ignore[arg-type]
+    for epoch in range(start, epochs):
         running, count = 0.0, 0
         for batch in loader:
             out = loss_fn(model, batch)
@@ -98,6 +163,15 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
         history["epoch_loss"].append(running / max(1, count))
+        if resume_path is not None and epoch + 1 < epochs:
+            _save_state(Path(resume_path), {
+                "format": RESUME_FORMAT, "config": resume_config, "epochs": epochs, "epoch": epoch + 1,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "ema": ema.module.state_dict() if ema is not None else None,
+                "ema_updates": ema.num_updates if ema is not None else 0,
+                "generator": generator.get_state() if generator is not None else None,
+                "loader_epoch": getattr(loader, "_epoch", epoch + 1), "history": history})
         if on_epoch_end is not None:
             model.eval()
             on_epoch_end(epoch, model)

@@ -79,14 +79,55 @@ def test_scale_factor_gives_unit_variance(ae):
         decode_latents(ae, lat, 0.0)
 
 
-def test_train_ldm_refuses_bad_latents():
+def test_train_ldm_refuses_bad_latents(ae):
     y = torch.zeros(8, dtype=torch.long)
     with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
-        train_ldm(PROFILE, torch.zeros(8, 1, 28, 28), y)
+        train_ldm(PROFILE, torch.zeros(8, 1, 28, 28), y, autoencoder=ae)
     with pytest.raises(ValueError, match="unit variance"):
-        train_ldm(PROFILE, 10 * randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y)
+        train_ldm(PROFILE, 10 * randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y, autoencoder=ae)
     with pytest.raises(ValueError, match="one label per latent"):
-        train_ldm(PROFILE, randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y[:3])
+        train_ldm(PROFILE, randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y[:3], autoencoder=ae)
+    with pytest.raises(TypeError, match="KLAutoencoder"):
+        train_ldm(PROFILE, randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y, autoencoder="ae.pt")
+
+
+def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch):
+    """A shipped ldm trained on another autoencoder's latents must not be loaded (it would decode garbage)."""
+    import dataclasses
+
+    from course_utils.checkpoint import weights_digest
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    prof = dataclasses.replace(PROFILE, use_pretrained=True, width=8)
+    z = randn((16, *LATENT_SHAPE), generator=cpu_generator(0))
+    y = torch.arange(16) % 10
+    torch.manual_seed(1)
+    other = KLAutoencoder(width=8)
+    assert weights_digest(other) != weights_digest(ae_fixture := KLAutoencoder(width=8))
+    _, _, cfg = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1)
+    assert cfg["autoencoder"] == weights_digest(ae_fixture)
+    shipped = tmp_path / "data" / "checkpoints"
+    shipped.mkdir(parents=True)
+    (tmp_path / "out" / "checkpoints" / "ldm.pt").rename(shipped / "ldm.pt")
+    # the same autoencoder: the shipped ldm loads (no training: zero epochs would be an empty history)
+    _, hist, _ = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=3)
+    assert len(hist["epoch_loss"]) == 1                       # the shipped 1-epoch run, not a new 3-epoch one
+    (tmp_path / "out" / "checkpoints" / "ldm.pt").unlink(missing_ok=True)
+    _, hist, _ = train_ldm(prof, z, y, autoencoder=other, epochs=2)
+    assert len(hist["epoch_loss"]) == 2                       # refused and retrained
+    assert not (tmp_path / "out" / "checkpoints" / "ldm.resume.pt").exists()   # finished: no resume state left
+
+
+def test_weights_digest_survives_float16_export():
+    from course_utils.checkpoint import weights_digest
+    torch.manual_seed(0)
+    a = KLAutoencoder(width=8)
+    b = KLAutoencoder(width=8)
+    b.load_state_dict({k: v.half().float() for k, v in a.state_dict().items()})
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        next(b.parameters()).add_(0.01)
+    assert weights_digest(a) != weights_digest(b)
 
 
 def test_ldm_unet_generate_and_throughput():

@@ -52,7 +52,7 @@ def test_logged_terms_and_epoch_callback():
 
 def test_cosine_schedule():
     x, y = _regression(64)
-    h = train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), epochs=5, lr=0.1,
+    h = train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), epochs=10, lr=0.1,
               lr_schedule="cosine", warmup=4)
     lrs = h["lr"]
     assert lrs[2] == pytest.approx(0.1)            # warm-up done after 4 steps
@@ -60,6 +60,14 @@ def test_cosine_schedule():
     assert lrs[-1] < 0.01                          # decays towards 0
     assert cosine_warmup_lr(0, 100, warmup=10) == pytest.approx(0.1)
     assert cosine_warmup_lr(100, 100, warmup=10) == pytest.approx(0.0)
+
+
+def test_warmup_is_at_most_a_tenth_of_a_short_run():
+    # 20 steps with a nominal 100-step warm-up: the warm-up shrinks to 2 steps
+    assert cosine_warmup_lr(0, 20, warmup=100) == pytest.approx(0.5)
+    assert cosine_warmup_lr(2, 20, warmup=100) == pytest.approx(1.0)
+    assert cosine_warmup_lr(0, 5, warmup=100) == pytest.approx(1.0)    # never below one step
+    assert cosine_warmup_lr(50, 10_000, warmup=100) == pytest.approx(0.51)   # long runs keep 100 steps
 
 
 def test_unknown_lr_schedule_and_bad_epochs():
@@ -113,3 +121,49 @@ def test_ema_inside_train():
     ema = EMA(model, decay=0.5)
     train(model, _mse, TensorLoader(x, y, batch_size=16), epochs=1, ema=ema)
     assert ema.num_updates == 4
+
+
+def _resumable_run(tmp_path, epochs, kill_after=None):
+    """Train a small model with EMA and a noisy loss; optionally 'kill' it after an epoch."""
+    x, y = _regression(64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    ema = EMA(model, 0.9)
+    g = torch.Generator().manual_seed(1)
+
+    def loss_fn(m, batch):
+        xb, yb = batch
+        noise = torch.randn(xb.shape, generator=g) * 0.1        # uses the generator, like diffusion_loss
+        return ((m(xb + noise).squeeze(1) - yb) ** 2).mean()
+
+    def on_epoch_end(epoch, m):
+        if kill_after is not None and epoch + 1 == kill_after:
+            raise KeyboardInterrupt                              # the student's kernel dies here
+
+    h = train(model, loss_fn, TensorLoader(x, y, batch_size=16, seed=3), epochs, lr=0.05, lr_schedule="cosine",
+              warmup=2, ema=ema, on_epoch_end=on_epoch_end, resume_path=tmp_path / "m.resume.pt",
+              resume_config={"run": 1}, generator=g)
+    return model, ema, h
+
+
+def test_killed_training_resumes_where_it_stopped(tmp_path, capsys):
+    ref_model, ref_ema, ref_h = _resumable_run(tmp_path / "ref", 4)
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_run(tmp_path / "killed", 4, kill_after=2)
+    assert (tmp_path / "killed" / "m.resume.pt").exists()
+    model, ema, h = _resumable_run(tmp_path / "killed", 4)
+    assert "resuming train after epoch 2 of 4" in capsys.readouterr().out
+    # the resumed run ends exactly where the uninterrupted one did
+    assert h["loss"] == ref_h["loss"] and h["lr"] == ref_h["lr"] and len(h["epoch_loss"]) == 4
+    for a, b in zip([*model.parameters(), *ema.module.parameters()], [*ref_model.parameters(), *ref_ema.module.parameters()]):
+        assert torch.equal(a, b)
+
+
+def test_resume_state_of_another_run_or_corrupt_is_ignored(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        _resumable_run(tmp_path, 4, kill_after=1)
+    _, _, h = _resumable_run(tmp_path, 6)                     # other epoch count: start over
+    assert "saved for another run" in capsys.readouterr().out and len(h["epoch_loss"]) == 6
+    (tmp_path / "m.resume.pt").write_bytes(b"half a file")
+    _, _, h = _resumable_run(tmp_path, 3)
+    assert "unreadable" in capsys.readouterr().out and len(h["epoch_loss"]) == 3
