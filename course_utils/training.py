@@ -95,7 +95,7 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
           grad_clip: float | None = 1.0, desc: str = "train",
           on_epoch_end: Callable[[int, nn.Module], None] | None = None,
           resume_path: str | Path | None = None, resume_config: dict | None = None,
-          generator: torch.Generator | None = None) -> dict[str, list[float]]:
+          generator: torch.Generator | None = None, mixed_precision: bool | None = None) -> dict[str, list[float]]:
     """Train ``model`` for ``epochs`` passes over ``loader`` and return the loss history.
 
     ``loss_fn(model, batch)`` returns the loss, or ``(loss, {"name": value, ...})`` to log
@@ -108,6 +108,11 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     atomically; a later call with the same ``resume_config`` and ``epochs`` continues after the
     last finished epoch instead of starting over, and ends where an uninterrupted run would.
     Deleting the file is always safe. The caller removes it once the final checkpoint is saved.
+
+    ``mixed_precision``: run the forward pass under bfloat16 autocast (weights, optimizer and
+    EMA stay float32). ``None`` turns it on for a CUDA GPU that supports bfloat16, where it is
+    roughly twice as fast, together with the channels-last memory layout for the convolutions.
+    The loss is read back from the GPU every few steps, not every step, so the GPU never waits.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -136,15 +141,32 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
         history = state["history"]
         start = int(state["epoch"])
         print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
+    dev = next(model.parameters()).device
+    if mixed_precision is None:
+        mixed_precision = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    if mixed_precision and dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     model.train()
     bar = tqdm(total=total, initial=start * len(loader), desc=desc, leave=False, mininterval=1.0)  # type: ignore[arg-type]
+    pending: list[torch.Tensor] = []          # losses still on the device, read back in one go
+
+    def flush(epoch: int) -> None:
+        if not pending:
+            return
+        values = torch.stack(pending).float().cpu().tolist()
+        pending.clear()
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"loss became {bad[0]} at epoch {epoch}; lower the learning rate")
+        history["loss"].extend(values)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{values[-1]:.4f}")
+
     for epoch in range(start, epochs):
-        running, count = 0.0, 0
+        n_before = len(history["loss"])
         for batch in loader:
-            out = loss_fn(model, batch)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision):
+                out = loss_fn(model, batch)
             loss, logs = (out if isinstance(out, tuple) else (out, {}))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
@@ -154,15 +176,16 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
                 scheduler.step()
             if ema is not None:
                 ema.update(model)
-            value = loss.item()
-            history["loss"].append(value)
+            pending.append(loss.detach())
             history["lr"].append(optimizer.param_groups[0]["lr"])
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
-            running, count = running + value, count + 1
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
-        history["epoch_loss"].append(running / max(1, count))
+            if len(pending) >= 25 or dev.type == "cpu":
+                flush(epoch)
+        flush(epoch)
+        epoch_losses = history["loss"][n_before:]
+        history["epoch_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))
         if resume_path is not None and epoch + 1 < epochs:
             _save_state(Path(resume_path), {
                 "format": RESUME_FORMAT, "config": resume_config, "epochs": epochs, "epoch": epoch + 1,

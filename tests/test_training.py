@@ -167,3 +167,23 @@ def test_resume_state_of_another_run_or_corrupt_is_ignored(tmp_path, capsys):
     (tmp_path / "m.resume.pt").write_bytes(b"half a file")
     _, _, h = _resumable_run(tmp_path, 3)
     assert "unreadable" in capsys.readouterr().out and len(h["epoch_loss"]) == 3
+
+
+def test_mixed_precision_keeps_float32_weights_and_learns():
+    """bf16 autocast (on by default on a CUDA GPU) can be forced on the CPU to test the same code path."""
+    x, y = _regression(256)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    seen = []
+
+    def loss_fn(m, batch):
+        xb, yb = batch
+        pred = m(xb)                                         # (B, 1)
+        seen.append(pred.dtype)
+        return ((pred.float() - yb) ** 2).mean()
+
+    h = train(model, loss_fn, TensorLoader(x, y, batch_size=32), 8, lr=0.02, mixed_precision=True)
+    assert seen[0] == torch.bfloat16                     # the forward pass ran under autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert h["epoch_loss"][-1] < 0.5 * h["epoch_loss"][0]
+    assert len(h["loss"]) == 8 * len(TensorLoader(x, y, batch_size=32))
