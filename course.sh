@@ -33,7 +33,7 @@ fi
 cmd="${1:-help}"
 shift || true
 case "$cmd" in
-    test) exec "$py" -m pytest "$@" ;;
+    test) COURSE_PROFILE=smoke exec "$py" -m pytest "$@" ;;
     help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) exec "$py" -m course_utils "$cmd" "$@" ;;
 esac
