@@ -77,7 +77,7 @@ def export(src: Path, profile: str, metric_samples: int) -> dict:
         manifest["best_w"] = json.loads(best_w.read_text())["best_w"]
     for path in sorted((src / "checkpoints").glob("*.pt")):
         name = path.stem
-        if name in SKIP:
+        if name in SKIP or name.endswith(".resume"):     # resume states of unfinished runs are not models
             continue
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         ckpt["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("--profile", default="full")
     ap.add_argument("--export-only", type=Path, default=None, help="export an existing run folder, train nothing")
     ap.add_argument("--metric-samples", type=int, default=1000)
+    ap.add_argument("--label", default=None,
+                    help="what the manifest says the checkpoints were trained with (default: the profile name)")
     ap.add_argument("--direct", nargs="+", metavar="MODEL=EPOCHS", default=None,
                     help=f"train only these models ({', '.join(DIRECT)}) on all images, without the notebooks")
     args = ap.parse_args()
@@ -174,7 +176,7 @@ def main() -> int:
                            cwd=ROOT)
         if r.returncode != 0:
             print("some notebooks failed; exporting the checkpoints that exist")
-    export(src, args.profile, args.metric_samples)
+    export(src, args.label or args.profile, args.metric_samples)
     return 0
 
 

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -154,6 +155,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="timing window per throughput figure")
     ap.add_argument("--weights", default="0,1,2,3,5,7", help="CFG weights to score")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--note", default=None, help="conditions of this run, quoted under the heading (e.g. a loaded machine)")
+    ap.add_argument("--time-pytest", action="store_true", help="also time the whole test suite (./course.sh test, smoke)")
     args = ap.parse_args()
 
     profile = get_profile(args.profile)
@@ -168,6 +171,8 @@ def main() -> int:
              f"{torch.get_num_threads()} CPU threads, device **{dev}**"
              + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else "")
              + f", torch {torch.__version__}, Python {platform.python_version()}.", ""]
+    if args.note:
+        lines += ["> " + line for line in args.note.splitlines()] + [""]
 
     def emit(text: str = "") -> None:
         print(text, flush=True)
@@ -245,6 +250,13 @@ def main() -> int:
     else:
         emit("No run summaries in outputs/: run `./course.sh run --profile smoke` (and cpu / full) first.")
     emit("")
+    if args.time_pytest:
+        start = time.perf_counter()
+        r = subprocess.run(["./course.sh", "test", "-q"], cwd=ROOT, capture_output=True, text=True)
+        last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+        emit(f"`./course.sh test -q` (smoke, unit tests + every notebook under strict nbval): "
+             f"**{time.perf_counter() - start:.0f} s**, {last.strip('= ')}")
+        emit("")
     emit("## Peak memory")
     emit("")
     emit(f"- CPU (max resident set of this process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
