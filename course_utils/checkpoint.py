@@ -19,7 +19,8 @@ from torch import nn
 
 from .paths import checkpoint_dir
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_or_train", "config_diff", "weights_digest"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_or_train", "config_diff", "weights_digest",
+           "atomic_save"]
 
 FORMAT = 1
 
@@ -71,10 +72,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, history: d
         "history": _jsonable(history or {}),
         "meta": _jsonable({"saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), **(meta or {})}),
     }
+    atomic_save(payload, path)
+    return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.chmod(tmp, 0o644)                     # mkstemp makes it private; checkpoints are shareable
         os.replace(tmp, path)
     finally:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .checkpoint import atomic_save
 
 __all__ = ["EMA", "train", "cosine_warmup_lr", "RESUME_FORMAT"]
 
@@ -54,19 +54,6 @@ def cosine_warmup_lr(step: int, total: int, warmup: int = 100) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _save_state(path: Path, state: dict) -> None:
-    """Write the resume state atomically (temporary file, then rename): a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _load_state(path: Path, config: dict | None, epochs: int) -> dict | None:
@@ -187,14 +174,14 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
         epoch_losses = history["loss"][n_before:]
         history["epoch_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))
         if resume_path is not None and epoch + 1 < epochs:
-            _save_state(Path(resume_path), {
+            atomic_save({
                 "format": RESUME_FORMAT, "config": resume_config, "epochs": epochs, "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "ema": ema.module.state_dict() if ema is not None else None,
                 "ema_updates": ema.num_updates if ema is not None else 0,
                 "generator": generator.get_state() if generator is not None else None,
-                "loader_epoch": getattr(loader, "_epoch", epoch + 1), "history": history})
+                "loader_epoch": getattr(loader, "_epoch", epoch + 1), "history": history}, resume_path)
         if on_epoch_end is not None:
             model.eval()
             on_epoch_end(epoch, model)
