@@ -203,9 +203,10 @@ def load_trained_ldm(device: torch.device | str = "cpu") -> tuple[nn.Module, Cal
         raise CheckpointError(f"autoencoder checkpoint {path} is corrupt ({e}); delete it and rerun notebook 07") from e
     ae = KLAutoencoder(arch["latent_channels"], arch["width"])
     load_checkpoint(path, ae)
-    if cfg.get("autoencoder") not in (None, weights_digest(ae)):
+    found = weights_digest(ae)
+    if cfg.get("autoencoder") not in (None, found):
         raise CheckpointError(f"the ldm checkpoint was trained on the latents of another autoencoder than {path} "
-                              f"(fingerprint {cfg['autoencoder']}, found {weights_digest(ae)}); rerun notebook 07 "
+                              f"(fingerprint {cfg['autoencoder']}, found {found}); rerun notebook 07 "
                               "so that both are trained together, or restore data/checkpoints/")
     ae = ae.to(device).eval()
     x, _ = load_mnist("train", n=int(cfg["n_images"]), device=device)
