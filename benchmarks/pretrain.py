@@ -2,6 +2,7 @@
 
     python benchmarks/pretrain.py --profile full            # on a GPU: runs all notebooks, then exports
     python benchmarks/pretrain.py --export-only outputs/run-full --profile full
+    python benchmarks/pretrain.py --export-only outputs/direct-cpu --best-w-from outputs/run-cpu/05_best_w.json
     python benchmarks/pretrain.py --direct cfg=4 autoencoder=4 ldm=15 ddpm=3 --profile cpu   # no GPU: longest CPU run
 
 1. ``./course.sh run --profile P`` trains each model through its notebook's load-or-train path
@@ -67,14 +68,24 @@ def _score(name: str, n: int) -> dict:
     return {k: round(v, 5) for k, v in metrics.evaluate_samples(x, y).items()}
 
 
-def export(src: Path, profile: str, metric_samples: int) -> dict:
-    """Re-save the checkpoints of run folder ``src`` into data/checkpoints/ (fp16) with a manifest."""
+def export(src: Path, profile: str, metric_samples: int, best_w_file: Path | None = None) -> dict:
+    """Re-save the checkpoints of run folder ``src`` into data/checkpoints/ (fp16) with a manifest.
+
+    ``best_w`` (``generate``'s default guidance) comes from notebook 05's ``05_best_w.json``:
+    ``best_w_file`` if given, else the one in ``src``.
+    """
     dest = shipped_checkpoint_dir()
     dest.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"profile": profile, "git_commit": _git_commit(), "models": {}}
-    best_w = src / "05_best_w.json"
+    best_w = best_w_file or src / "05_best_w.json"
     if best_w.exists():
-        manifest["best_w"] = json.loads(best_w.read_text())["best_w"]
+        record = json.loads(best_w.read_text())
+        manifest["best_w"] = record["best_w"]
+        manifest["best_w_from"] = {k: record.get(k) for k in ("profile", "n_per_w", "sampler")}
+        manifest["best_w_from"]["sweep"] = {w: {k: v for k, v in r.items() if k in ("accuracy", "frechet", "ratio")}
+                                            for w, r in record.get("sweep", {}).items()}
+    elif best_w_file is not None:
+        raise SystemExit(f"--best-w-from {best_w_file}: no such file (run notebook 05 to write it)")
     for path in sorted((src / "checkpoints").glob("*.pt")):
         name = path.stem
         if name in SKIP or name.endswith(".resume"):     # resume states of unfinished runs are not models
@@ -159,6 +170,8 @@ def main() -> int:
     ap.add_argument("--metric-samples", type=int, default=1000)
     ap.add_argument("--label", default=None,
                     help="what the manifest says the checkpoints were trained with (default: the profile name)")
+    ap.add_argument("--best-w-from", type=Path, default=None,
+                    help="05_best_w.json of a notebook-05 run that used these checkpoints (default: the run folder's)")
     ap.add_argument("--direct", nargs="+", metavar="MODEL=EPOCHS", default=None,
                     help=f"train only these models ({', '.join(DIRECT)}) on all images, without the notebooks")
     args = ap.parse_args()
@@ -169,14 +182,14 @@ def main() -> int:
         train_direct(plan, args.profile, src)
         label = f"{args.profile} architecture, " + ", ".join(f"{k} {v} epochs" for k, v in plan.items()) + \
             " on 60,000 images (CPU)"
-        export(src, label, args.metric_samples)
+        export(src, label, args.metric_samples, args.best_w_from)
         return 0
     if args.export_only is None:
         r = subprocess.run([sys.executable, "-m", "course_utils", "run", "--profile", args.profile, "--out", str(src)],
                            cwd=ROOT)
         if r.returncode != 0:
             print("some notebooks failed; exporting the checkpoints that exist")
-    export(src, args.label or args.profile, args.metric_samples)
+    export(src, args.label or args.profile, args.metric_samples, args.best_w_from)
     return 0
 
 

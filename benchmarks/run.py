@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from course_utils import metrics  # noqa: E402
+from course_utils import guidance, metrics  # noqa: E402
 from course_utils.device import cpu_generator, get_device  # noqa: E402
 from course_utils.diffusion import diffusion_loss, load_trained_unet, make_unet, unet_config  # noqa: E402
 from course_utils.profiles import get_profile  # noqa: E402
@@ -235,8 +235,9 @@ def main() -> int:
     else:
         emit("- No trained unconditional `ddpm` checkpoint here: DDPM-1000 vs DDIM-50 not measured.")
     if w_rows:
-        best_w, best = max(w_rows, key=lambda wr: wr[1]["accuracy"])
-        emit(f"- CFG class accuracy at the best w = {best_w:g}: **{100 * best['accuracy']:.2f}%** (target >= 99.5%)")
+        best_w = guidance.best_guidance_weight(dict(w_rows))
+        best = dict(w_rows)[best_w]
+        emit(f"- CFG class accuracy at the best w = {best_w:g} (`guidance.best_guidance_weight`): **{100 * best['accuracy']:.2f}%** (target >= 99.5%)")
     emit(f"- Frechet floor at n = {n}: {floor:.3f}")
     emit("")
 

@@ -33,7 +33,7 @@ from .unet import ResBlock, _groups, timestep_embedding
 
 __all__ = ["NoisyClassifier", "noisy_classifier_config", "make_noisy_classifier", "noisy_classifier_loss",
            "train_noisy_classifier", "classifier_log_prob_grad", "apply_classifier_guidance",
-           "classifier_guided_eps", "classifier_guidance_fn"]
+           "classifier_guided_eps", "classifier_guidance_fn", "best_guidance_weight"]
 
 
 class NoisyClassifier(nn.Module):
@@ -212,3 +212,22 @@ def classifier_guidance_fn(model: nn.Module, classifier: nn.Module, y: torch.Ten
         return classifier_guided_eps(model, classifier, x, t, y.to(x.device), scale, alpha_bar)
 
     return eps_fn
+
+
+def best_guidance_weight(scores: dict[float, dict[str, float]], tol: float = 0.005) -> float:
+    """The best guidance weight of a sweep (notebook 05, ``generate``'s default, the benchmarks).
+
+    ``scores`` maps w -> ``metrics.evaluate_samples`` output (with ``accuracy``). Among the
+    weights whose class accuracy is within ``tol`` (absolute: 0.005 = half a point) of the best
+    accuracy of the sweep, the one with the lowest Frechet distance: as faithful to the label as
+    guidance gets, with as little loss of diversity as possible.
+    """
+    if not scores:
+        raise ValueError("empty sweep: score at least one guidance weight")
+    missing = [w for w, s in scores.items() if "accuracy" not in s or "frechet" not in s]
+    if missing:
+        raise ValueError(f"scores of w = {missing} lack 'accuracy' or 'frechet': "
+                         "score them with metrics.evaluate_samples(images, labels)")
+    best_acc = max(s["accuracy"] for s in scores.values())
+    candidates = [w for w, s in scores.items() if s["accuracy"] >= best_acc - tol]
+    return min(candidates, key=lambda w: scores[w]["frechet"])

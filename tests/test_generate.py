@@ -107,3 +107,21 @@ def test_generate_ldm_decodes_to_images(tiny_models):
     images, labels = generate("ldm", num=4, steps=2, label=5, progress=False)
     assert images.shape == (4, 28, 28) and images.dtype == np.uint8
     assert labels.tolist() == [5, 5, 5, 5]
+
+
+def test_default_guidance_reads_notebook_05_then_the_manifest(tmp_path, monkeypatch):
+    import json
+
+    from course_utils import generate as gen
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    run.mkdir()
+    shipped.mkdir()
+    monkeypatch.setattr(gen, "output_dir", lambda: run)
+    monkeypatch.setattr(gen, "shipped_checkpoint_dir", lambda: shipped)
+    assert gen.default_guidance() == gen.FALLBACK_GUIDANCE                 # nothing recorded yet
+    (shipped / "manifest.json").write_text(json.dumps({"best_w": 5.0}))
+    assert gen.default_guidance() == 5.0                                   # the shipped models' sweep
+    (run / "05_best_w.json").write_text("{not json")
+    assert gen.default_guidance() == 5.0                                   # a broken record is skipped
+    (run / "05_best_w.json").write_text(json.dumps({"best_w": 2.0}))
+    assert gen.default_guidance() == 2.0                                   # this student's own run wins

@@ -130,3 +130,15 @@ def test_loss_and_train_then_load(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="one label per image"):
         train_noisy_classifier(p, x, y[:3], arch=arch, epochs=1)
     assert guidance.__all__
+
+
+def test_best_guidance_weight_prefers_fidelity_among_the_most_accurate():
+    s = lambda acc, fd: {"accuracy": acc, "frechet": fd}        # noqa: E731
+    sweep = {0.0: s(0.10, 90.0), 1.0: s(0.90, 40.0), 3.0: s(0.998, 60.0), 5.0: s(1.0, 80.0), 7.0: s(1.0, 95.0)}
+    assert guidance.best_guidance_weight(sweep) == 3.0           # within half a point of 100%, lowest Frechet
+    assert guidance.best_guidance_weight(sweep, tol=0.0) == 5.0  # only the exact best accuracy counts
+    assert guidance.best_guidance_weight(sweep, tol=0.2) == 1.0  # a loose tolerance trades accuracy for fidelity
+    with pytest.raises(ValueError, match="empty"):
+        guidance.best_guidance_weight({})
+    with pytest.raises(ValueError, match="accuracy"):
+        guidance.best_guidance_weight({1.0: {"frechet": 3.0}})

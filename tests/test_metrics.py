@@ -81,7 +81,7 @@ def test_class_accuracy_of_real_images(clf):
 def test_floor_is_below_degraded_sets(clf):
     floor = frechet_floor(N)
     assert 0 < floor
-    real, _ = load_mnist("train", n=N)
+    real, _ = metrics.reference_images("train", N)
     assert metrics.evaluate_samples(real)["frechet"] == pytest.approx(floor, rel=1e-6)   # the floor's own half
     x, _ = load_mnist("test", n=N)
     g = torch.Generator().manual_seed(0)
@@ -92,3 +92,26 @@ def test_floor_is_below_degraded_sets(clf):
     blank = torch.full_like(x, -1.0)
     blank[:, :, 10:18, 10:18] = 1.0                                                    # one square, no digits
     assert metrics.evaluate_samples(blank)["frechet"] > 3 * floor
+
+
+def test_references_are_a_fixed_random_draw_not_a_prefix():
+    x1, y1 = metrics.reference_images("test", N)
+    x2, y2 = metrics.reference_images("test", N)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)                  # the same draw every time
+    prefix, y_prefix = load_mnist("test", n=N)
+    assert not torch.equal(x1, prefix)
+    all_x, _ = load_mnist("test")
+    assert metrics.reference_images("test")[0].shape == all_x.shape     # None: the whole split, permuted
+    assert torch.bincount(y1, minlength=10).min() >= N // 20            # every digit is represented
+    with pytest.raises(ValueError, match="positive"):
+        metrics.reference_images("test", 0)
+
+
+def test_mnist_test_order_is_biased_so_a_prefix_floor_would_flatter(clf):
+    # The first 5,000 test digits (NIST SD-3) and the last 5,000 (SD-1) differ far more than two random halves.
+    x, _ = load_mnist("test")
+    f = features(x, clf)
+    perm = torch.randperm(len(f), generator=torch.Generator().manual_seed(1))
+    ordered = frechet_distance(f[:5000], f[5000:])
+    shuffled = frechet_distance(f[perm[:5000]], f[perm[5000:]])
+    assert ordered > 5 * shuffled, (ordered, shuffled)
