@@ -2,8 +2,9 @@
 
 Pick one with the environment variable ``COURSE_PROFILE``:
 
-* ``smoke``: every notebook end to end in well under a minute on 2 CPU cores (the tests).
-* ``cpu``:   a few minutes per notebook on a laptop; shows full quality once the shipped
+* ``smoke``: every notebook end to end in about a minute or less on one CPU thread (the tests).
+* ``cpu``:   a laptop: seconds to about half an hour per notebook on one slow thread (04 and 05
+  are the longest; BENCHMARKS.md has the times); shows full quality once the shipped
   checkpoints in ``data/checkpoints/`` are present.
 * ``full``:  the real course on one GPU.
 

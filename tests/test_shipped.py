@@ -15,6 +15,7 @@ from course_utils import get_profile
 from course_utils.autoencoder import KLAutoencoder, autoencoder_config
 from course_utils.checkpoint import load_checkpoint, weights_digest
 from course_utils.diffusion import make_unet, unet_config
+from course_utils.guidance import make_noisy_classifier, noisy_classifier_config
 from course_utils.latent import ldm_config
 from course_utils.paths import shipped_checkpoint_dir
 
@@ -43,10 +44,17 @@ def test_manifest_lists_intact_files_within_budget():
 
 def _expected_arch(name: str) -> dict | None:
     return {"ddpm": unet_config(CPU), "cfg": unet_config(CPU, conditional=True), "ldm": ldm_config(CPU),
-            "autoencoder": autoencoder_config(CPU)}.get(name)
+            "autoencoder": autoencoder_config(CPU), "noisy_classifier": noisy_classifier_config(CPU)}.get(name)
 
 
-@pytest.mark.parametrize("name", ["ddpm", "cfg", "autoencoder", "ldm"])
+SHIPPABLE = ["ddpm", "cfg", "autoencoder", "ldm", "noisy_classifier"]
+
+
+def test_every_shipped_model_is_checked_here():
+    assert set(_manifest()["models"]) <= set(SHIPPABLE), "add the new model to SHIPPABLE and _expected_arch"
+
+
+@pytest.mark.parametrize("name", SHIPPABLE)
 def test_shipped_model_matches_what_the_cpu_profile_builds(name):
     entry = _manifest()["models"].get(name)
     if entry is None:
@@ -54,6 +62,8 @@ def test_shipped_model_matches_what_the_cpu_profile_builds(name):
     assert entry["config"]["arch"] == _expected_arch(name)
     if name == "autoencoder":
         model = KLAutoencoder(entry["config"]["arch"]["latent_channels"], entry["config"]["arch"]["width"])
+    elif name == "noisy_classifier":
+        model = make_noisy_classifier(entry["config"]["arch"])
     else:
         model = make_unet(entry["config"]["arch"])
     load_checkpoint(FOLDER / entry["file"], model)          # raises on a corrupt file or other architecture
