@@ -11,7 +11,7 @@ Reference images are drawn at random (fixed seed), never as the first ``n``: MNI
 ordered by writer group (its first 5,000 digits come from NIST SD-3, the cleaner hand of Census
 employees, its last 5,000 from SD-1, students), so a prefix is a biased sample. The two halves
 are 73 apart in this distance, two random halves 5; a prefix floor at n = 1,000 reads 73 instead
-of 22 and would flatter every ratio about threefold.
+of 25 and would flatter every ratio about threefold.
 """
 from __future__ import annotations
 
