@@ -5,7 +5,7 @@
 #
 #   ./course.sh run  [--profile smoke|cpu|full] [NOTEBOOK...]   execute every notebook in order
 #   ./course.sh test [PYTEST ARGS...]                           unit tests + strict nbval (smoke)
-#   ./course.sh <any course_utils command>                     e.g. generate, release, grade
+#   ./course.sh <any course_tools command>                     generate, release, grade
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,7 +13,7 @@ venv="${COURSE_VENV:-.venv}"
 stamp="$venv/.course-installed"
 want="$(cat pyproject.toml | cksum | cut -d' ' -f1)"
 
-if [ -n "${CONDA_PREFIX:-}" ] && python -c "import torch, torchvision, nbval, course_utils" 2>/dev/null; then
+if [ -n "${CONDA_PREFIX:-}" ] && python -c "import torch, torchvision, nbval, course_utils, course_tools" 2>/dev/null; then
     py=python
 else
     if [ ! -x "$venv/bin/python" ]; then
@@ -23,7 +23,7 @@ else
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "[course] installing the course and its dependencies into $venv (once; a few minutes)" >&2
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "^WARNING: Location" >&2 || true
-        "$venv/bin/python" -c "import torch, torchvision, nbval, course_utils" \
+        "$venv/bin/python" -c "import torch, torchvision, nbval, course_utils, course_tools" \
             || { echo "[course] installation failed; see the pip output above" >&2; exit 1; }
         echo "$want" > "$stamp"
     fi
@@ -35,5 +35,5 @@ shift || true
 case "$cmd" in
     test) COURSE_PROFILE=smoke exec "$py" -m pytest "$@" ;;
     help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) exec "$py" -m course_utils "$cmd" "$@" ;;
+    *) exec "$py" -m course_tools "$cmd" "$@" ;;
 esac

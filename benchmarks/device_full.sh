@@ -13,9 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 COURSE_PROFILE=full COURSE_OUTPUT="$PWD/outputs/run-full"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"      # course_utils and course_tools without installing them
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:$PWD"
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 out="${OUT:-outputs/device}"
 mkdir -p "$out" "$COURSE_OUTPUT"
@@ -24,7 +25,7 @@ step="${1:-}"; shift || true
 start=$(date +%s)
 case "$step" in
     run)
-        python3 -m course_utils run --profile full --out "$COURSE_OUTPUT" "$@" 2>&1 | tee "$out/run.log" || true
+        python3 -m course_tools run --profile full --out "$COURSE_OUTPUT" "$@" 2>&1 | tee "$out/run.log" || true
         python3 benchmarks/pretrain.py --profile full --export-only "$COURSE_OUTPUT" 2>&1 | tee "$out/export.log" ;;
     nbval)
         nbs=(); for n in "$@"; do nbs+=(notebooks/"$n"_*.ipynb); done

@@ -8,9 +8,10 @@
 1. ``./course.sh run --profile P`` trains each model through its notebook's load-or-train path
    (so the shipped weights are exactly what the notebooks produce), into ``outputs/run-P``.
 2. Every checkpoint found there is re-saved to ``data/checkpoints/`` in float16 (weights
-   only; the loss history is thinned), and ``manifest.json`` records per model: config,
-   profile, training images seen, git commit, metrics and SHA-256. The ``cpu`` profile then
-   loads these through the same load-or-train path (architecture keys must match).
+   only; the loss history is thinned), and ``manifest.json`` records per model: config (the
+   checkpoint's RunConfig), profile, training images seen, git commit, metrics and SHA-256.
+   The ``cpu`` profile then loads these through the same load-or-train path, which matches
+   shipped weights on the model, architecture, task and dependencies (not the budget).
 
 ``--direct MODEL=EPOCHS ...`` skips the notebooks and trains just those diffusion-series models
 on all 60,000 training images, through the same functions the notebooks call
@@ -28,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from course_utils.checkpoint import atomic_save
+from course_utils.paths import shipped_checkpoint_dir
 
-from course_utils.paths import shipped_checkpoint_dir  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BUDGET_MB = 40.0
-SKIP = {"classifier"}            # the metric classifier ships as data/classifier.pt
+MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier")   # what the notebooks load from data/checkpoints/
 
 
 def _thin(values: list, keep: int = 500) -> list:
@@ -57,7 +58,7 @@ def _sha256(path: Path) -> str:
 def _score(name: str, n: int) -> dict:
     """Course metrics of ``n`` DDIM-50 samples from the exported model (diffusion models only)."""
     from course_utils import metrics
-    from course_utils.generate import generate
+    from course_tools.generate import generate
 
     kind = {"ddpm": "ddpm", "cfg": "cfg", "ldm": "ldm"}.get(name)
     if kind is None or n <= 0:
@@ -97,21 +98,18 @@ def export(src: Path, profile: str, metric_samples: int, best_w_file: Path | Non
                                             for w, r in record.get("sweep", {}).items()}
     elif best_w_file is not None:
         raise SystemExit(f"--best-w-from {best_w_file}: no such file (run notebook 05 to write it)")
-    for path in sorted((src / "checkpoints").glob("*.pt")):
-        name = path.stem
-        if name in SKIP or name.endswith(".resume"):     # resume states of unfinished runs are not models
+    for name in MODELS:
+        path = src / "checkpoints" / f"{name}.pt"
+        if not path.exists():
             continue
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         ckpt["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
         ckpt["history"] = {k: _thin(v) for k, v in ckpt.get("history", {}).items() if isinstance(v, list)}
-        cfg = ckpt.get("config", {})
-        images_seen = int(cfg.get("epochs", 0)) * int(cfg.get("n_images", 0))
+        config = ckpt["config"]
+        images_seen = int(config["train"]["epochs"]) * int(config["train"]["n_images"])
         ckpt["meta"] = {**ckpt.get("meta", {}), "profile": profile, "images_seen": images_seen}
-        out = dest / f"{name}.pt"
-        tmp = out.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(out)
-        manifest["models"][name] = {"file": out.name, "config": cfg, "profile": profile, "images_seen": images_seen,
+        out = atomic_save(ckpt, dest / f"{name}.pt")
+        manifest["models"][name] = {"file": out.name, "config": config, "profile": profile, "images_seen": images_seen,
                                     "size_mb": round(out.stat().st_size / 2**20, 2), "sha256": _sha256(out)}
         print(f"exported {name}: {manifest['models'][name]['size_mb']} MB, {images_seen:,} images seen")
     total = sum(m["size_mb"] for m in manifest["models"].values())
@@ -131,9 +129,6 @@ def export(src: Path, profile: str, metric_samples: int, best_w_file: Path | Non
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {dest / 'manifest.json'} ({total:.1f} MB in all)")
     return manifest
-
-
-DIRECT = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier")
 
 
 def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
@@ -173,8 +168,8 @@ def _plan(items: list[str]) -> dict[str, int]:
     plan = {}
     for item in items:
         name, _, epochs = item.partition("=")
-        if name not in DIRECT or not epochs.isdigit() or int(epochs) < 1:
-            raise SystemExit(f"--direct takes MODEL=EPOCHS with MODEL in {', '.join(DIRECT)}; got {item!r}")
+        if name not in MODELS or not epochs.isdigit() or int(epochs) < 1:
+            raise SystemExit(f"--direct takes MODEL=EPOCHS with MODEL in {', '.join(MODELS)}; got {item!r}")
         plan[name] = int(epochs)
     if "ldm" in plan and "autoencoder" not in plan:
         raise SystemExit("--direct ldm=N needs autoencoder=M too: the latents come from that autoencoder")
@@ -191,7 +186,7 @@ def main() -> int:
     ap.add_argument("--best-w-from", type=Path, default=None,
                     help="05_best_w.json of a notebook-05 run that used these checkpoints (default: the run folder's)")
     ap.add_argument("--direct", nargs="+", metavar="MODEL=EPOCHS", default=None,
-                    help=f"train only these models ({', '.join(DIRECT)}) on all images, without the notebooks")
+                    help=f"train only these models ({', '.join(MODELS)}) on all images, without the notebooks")
     args = ap.parse_args()
     src = args.export_only or ROOT / "outputs" / f"run-{args.profile}"
     if args.direct:

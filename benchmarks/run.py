@@ -11,7 +11,8 @@ Measured in one run, on one machine:
     next to the train-vs-test floor;
   * wall time of every notebook per profile (from `./course.sh run` summaries in outputs/);
   * peak memory (GPU and CPU).
-Speed and quality targets live here, not in unit tests.
+Speed and quality targets live here, not in unit tests. Run it with the course's Python (the
+``.venv`` of ``./course.sh``, where ``course_utils`` is installed).
 """
 from __future__ import annotations
 
@@ -27,16 +28,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from course_utils import guidance, metrics
+from course_utils.device import cpu_generator, get_device, synchronize
+from course_utils.diffusion import diffusion_loss, load_trained_unet, make_unet, unet_config
+from course_utils.profiles import get_profile
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, sample_batches
+from course_utils.schedules import NoiseSchedule
+from course_utils.unet import count_parameters
 
-from course_utils import guidance, metrics  # noqa: E402
-from course_utils.device import cpu_generator, get_device  # noqa: E402
-from course_utils.diffusion import diffusion_loss, load_trained_unet, make_unet, unet_config  # noqa: E402
-from course_utils.profiles import get_profile  # noqa: E402
-from course_utils.samplers import DDIMScheduler, DDPMScheduler, sample  # noqa: E402
-from course_utils.schedules import NoiseSchedule  # noqa: E402
-from course_utils.unet import count_parameters  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGETS = {
     "throughput ratio (course / peer)": ">= 2x",
@@ -45,11 +45,6 @@ TARGETS = {
     "unconditional Frechet / floor": "<= 3",
     "whole series in full on one H100": "<= 15 min",
 }
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def peer_unet():
@@ -82,7 +77,7 @@ class _PeerWrapper(torch.nn.Module):
 
 def _train_step(model: torch.nn.Module, dev: torch.device, batch: int, fast: bool):
     """One L_simple optimizer step of ``model`` on resident random data, as a closure."""
-    sched = NoiseSchedule("linear", 1000)
+    schedule = NoiseSchedule("linear", 1000)
     model = model.to(dev).train()
     if fast and dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -93,7 +88,7 @@ def _train_step(model: torch.nn.Module, dev: torch.device, batch: int, fast: boo
 
     def step() -> None:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast and dev.type == "cuda"):
-            loss = diffusion_loss(step_model, x, sched, generator=g)
+            loss = diffusion_loss(step_model, x, schedule, generator=g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,7 +107,7 @@ def throughputs(models: list[torch.nn.Module], dev: torch.device, batch: int, se
     for step in steps:                                   # warm-up (and compilation) excluded
         for _ in range(3):
             step()
-    _sync(dev)
+    synchronize(dev)
     done, spent = [0] * len(steps), [0.0] * len(steps)
     for _ in range(rounds):
         for i, step in enumerate(steps):
@@ -120,7 +115,7 @@ def throughputs(models: list[torch.nn.Module], dev: torch.device, batch: int, se
             while time.perf_counter() - t0 < seconds / rounds:
                 step()
                 done[i] += 1
-            _sync(dev)
+            synchronize(dev)
             spent[i] += time.perf_counter() - t0
     return [n * batch / t for n, t in zip(done, spent)]
 
@@ -128,24 +123,17 @@ def throughputs(models: list[torch.nn.Module], dev: torch.device, batch: int, se
 def sample_and_score(name: str, dev: torch.device, n: int, steps: int, sampler: str, w: float | None = None,
                      batch: int = 500) -> dict:
     """Sample ``n`` digits from checkpoint ``name`` and score them; returns a dict with seconds."""
-    model, cfg = load_trained_unet(name, dev)
-    sched = NoiseSchedule(cfg.get("schedule", "linear"), cfg.get("T", 1000))
-    g = cpu_generator(0)
-    outs, labels = [], []
-    _sync(dev)
+    model, config = load_trained_unet(name, dev)
+    schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])          # what the model was trained to invert
+    scheduler = (DDIMScheduler(schedule, eta=0.0) if sampler == "ddim" else DDPMScheduler(schedule)).set_timesteps(steps)
+    labels = torch.arange(n) % 10 if w is not None else None
+    synchronize(dev)
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
-        b = min(batch, n - i)
-        scheduler = (DDIMScheduler(sched, eta=0.0) if sampler == "ddim" else DDPMScheduler(sched)).set_timesteps(steps)
-        y = (torch.arange(i, i + b) % 10).to(dev) if w is not None else None
-        outs.append(sample(model, scheduler, (b, 1, 28, 28), y=y, guidance=w, generator=g, device=dev,
-                           progress=False).cpu())
-        if y is not None:
-            labels.append(y.cpu())
-    _sync(dev)
+    x = sample_batches(model, scheduler, n, labels=labels, guidance=w, seed=0, batch_size=batch, device=dev,
+                       progress=False)
+    synchronize(dev)
     secs = time.perf_counter() - t0
-    x = torch.cat(outs)
-    scores = metrics.evaluate_samples(x, torch.cat(labels) if labels else None)
+    scores = metrics.evaluate_samples(x, labels)
     return {"seconds": secs, **scores}
 
 
@@ -183,7 +171,7 @@ def main() -> int:
     n_ddpm = args.n_ddpm or n
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    lines = [f"# Benchmarks", "",
+    lines = ["# Benchmarks", "",
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/run.py --profile {profile.name}`"
              f" on {platform.node() or 'this machine'}: {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} CPU threads, device **{dev}**"

@@ -6,33 +6,40 @@ Gaussian q(z | x) = N(mu, diag(sigma^2)) over a small spatial latent, here (4, 7
 
     L = E_q[-log p(x | z)]  +  kl_weight * KL(q(z | x) || N(0, I)),
 
-with ``kl_weight`` far below the VAE's 1. The reconstruction term keeps the detail; the small KL
+with ``kl_weight`` far below the VAE's 1: the same ``vae.vae_loss`` as notebook 01, with another weight. The reconstruction term keeps the detail; the small KL
 term keeps the latent bounded and smooth (nearby latents decode to similar digits) without
 squeezing it to N(0, I). Its scale is therefore arbitrary, which is why latent diffusion divides
 the latents by their standard deviation (``latent.compute_scale_factor``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from .checkpoint import load_or_train
+from .checkpoint import RunConfig, arch_dict, load_or_train
 from .data import TensorLoader
-from .device import randn
-from .paths import resume_path, shipped_checkpoint_dir
 from .profiles import Profile
 from .training import train
-from .vae import check_images, reconstruction_loss
+from .vae import GaussianLatentModel, vae_loss
+from .validation import check_image_batch
 
-__all__ = ["LATENT_CHANNELS", "LATENT_SIZE", "KLAutoencoder", "kl_term", "autoencoder_loss", "autoencoder_config",
-           "train_autoencoder"]
+__all__ = ["LATENT_CHANNELS", "LATENT_SIZE", "KLAutoencoder", "check_latents",
+           "AutoencoderArch", "autoencoder_config", "make_autoencoder", "train_autoencoder"]
 
 LATENT_CHANNELS = 4
 LATENT_SIZE = 7
 DEFAULT_KL_WEIGHT = 1e-2
 
 
-class KLAutoencoder(nn.Module):
+def check_latents(z: torch.Tensor, name: str = "latents", channels: int = LATENT_CHANNELS) -> None:
+    """Raise ``ValueError`` unless ``z`` is a float batch of latents (B, channels, 7, 7)."""
+    check_image_batch(z, name, channels=channels, size=(LATENT_SIZE, LATENT_SIZE))
+
+
+class KLAutoencoder(GaussianLatentModel):
     """Encoder (1, 28, 28) -> 28 -> 14 -> 7 -> (mu, logvar) each (4, 7, 7); decoder back to (1, 28, 28) logits.
 
     ``width`` is the channel count of the first level (the profile's ``width``).
@@ -62,79 +69,34 @@ class KLAutoencoder(nn.Module):
             nn.Conv2d(w, 1, 3, padding=1),                                    # (B, 1, 28, 28) logits
         )
 
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        return (self.latent_channels, LATENT_SIZE, LATENT_SIZE)
-
-    def check_latents(self, z: torch.Tensor, what: str = "z") -> None:
-        """Raise ``ValueError`` unless ``z`` is a float tensor of shape (B, 4, 7, 7)."""
-        want = self.latent_shape
-        if not isinstance(z, torch.Tensor) or z.dim() != 4 or tuple(z.shape[1:]) != want:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"{what} must have shape (B, {', '.join(map(str, want))}), got {shape}")
-        if not z.dtype.is_floating_point:
-            raise ValueError(f"{what} must be a float tensor, got dtype {z.dtype}")
-
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, 28, 28) in [-1, 1] -> (mu, logvar), each (B, 4, 7, 7)."""
-        check_images(x, "x")
+        check_image_batch(x, "x", channels=1, size=(28, 28))
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, 4, 7, 7) -> Bernoulli logits (B, 1, 28, 28)."""
-        self.check_latents(z)
+        check_latents(z, "z", self.latent_channels)
         return self.decoder(z)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (B, 4, 7, 7) -> images (B, 1, 28, 28) in [-1, 1]."""
-        return torch.sigmoid(self.decode_logits(z)) * 2 - 1
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x -> (logits, mu, logvar); ``eps`` (B, 4, 7, 7) samples z = mu + sigma eps (None: z = mu)."""
-        mu, logvar = self.encode(x)
-        z = mu if eps is None else mu + torch.exp(0.5 * logvar) * eps.to(mu.device)
-        return self.decode_logits(z), mu, logvar
+@dataclass
+class AutoencoderArch:
+    """Architecture of the autoencoder: the arguments of :class:`KLAutoencoder` (its ``arch`` in checkpoints)."""
+
+    latent_channels: int = LATENT_CHANNELS
+    width: int = 32
 
 
-def kl_term(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per image, summed over all latent entries: (B, ...) -> (B,).
-
-    KL = 1/2 * sum_j ( mu_j^2 + sigma_j^2 - 1 - log sigma_j^2 ), in nats.
-    """
-    if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor) or mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must be tensors of the same shape, got "
-                         f"{tuple(getattr(mu, 'shape', ()))} and {tuple(getattr(logvar, 'shape', ()))}")
-    if mu.dim() < 2:
-        raise ValueError(f"mu and logvar need a batch dimension (B, ...), got {tuple(mu.shape)}")
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+def autoencoder_config(profile: Profile, *, latent_channels: int = LATENT_CHANNELS) -> dict:
+    """Architecture of the autoencoder for ``profile``: :class:`AutoencoderArch` as a JSON-able dict."""
+    return arch_dict(AutoencoderArch(latent_channels=latent_channels, width=profile.width))
 
 
-def autoencoder_loss(model: KLAutoencoder, x: torch.Tensor, kl_weight: float = DEFAULT_KL_WEIGHT,
-                     eps: torch.Tensor | None = None, generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Reconstruction (Bernoulli, nats per image) + ``kl_weight`` * KL, averaged over the batch.
-
-    Returns ``(loss, {"recon": ..., "kl": ...})`` as ``training.train`` expects. The latent is
-    sampled, z = mu + sigma eps, so the decoder learns to tolerate small latent errors.
-    """
-    if kl_weight < 0:
-        raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
-    mu, logvar = model.encode(x)
-    if eps is None:
-        eps = randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu + torch.exp(0.5 * logvar) * eps
-    recon = reconstruction_loss(model.decode_logits(z), x).mean()
-    kl = kl_term(mu, logvar).mean()
-    return recon + kl_weight * kl, {"recon": recon.item(), "kl": kl.item()}
-
-
-def autoencoder_config(profile: Profile, *, kl_weight: float = DEFAULT_KL_WEIGHT,
-                       latent_channels: int = LATENT_CHANNELS) -> dict:
-    """Architecture of the autoencoder for ``profile`` (stored in its checkpoint)."""
-    return {"model": "KLAutoencoder", "latent_channels": latent_channels, "width": profile.width,
-            "kl_weight": kl_weight}
+def make_autoencoder(arch: dict) -> KLAutoencoder:
+    """Build a :class:`KLAutoencoder` from :func:`autoencoder_config`'s dict."""
+    return KLAutoencoder(**arch_dict(AutoencoderArch(**arch)))
 
 
 def train_autoencoder(profile: Profile, images: torch.Tensor, *, kl_weight: float = DEFAULT_KL_WEIGHT,
@@ -143,31 +105,30 @@ def train_autoencoder(profile: Profile, images: torch.Tensor, *, kl_weight: floa
     """Load or train the autoencoder on ``images`` (N, 1, 28, 28); returns ``(model, history, config)``.
 
     ``epochs`` defaults to ``profile.epochs(epoch_key)``. The checkpoint is ``autoencoder.pt``
-    (shipped weights in ``data/checkpoints/`` are used when the profile allows and match).
+    (shipped weights in ``data/checkpoints/`` are used when the profile allows and hold the same
+    architecture and ``kl_weight``); a killed run resumes. ``config`` is the checkpoint's
+    :class:`~course_utils.checkpoint.RunConfig` as a dict.
     """
-    check_images(images, "images")
+    check_image_batch(images, "images", channels=1, size=(28, 28))
     device = images.device
-    arch = autoencoder_config(profile, kl_weight=kl_weight)
+    arch = autoencoder_config(profile)
     epochs = profile.epochs(epoch_key) if epochs is None else epochs
-    config = {"arch": arch, "lr": lr, "epochs": epochs, "batch_size": profile.batch_size,
-              "n_images": int(len(images)), "seed": seed}
+    config = RunConfig(
+        model="KLAutoencoder", arch=arch, task={"kl_weight": kl_weight},
+        train={"lr": lr, "lr_schedule": "cosine", "epochs": epochs, "batch_size": profile.batch_size,
+               "n_images": int(len(images)), "seed": seed})
     torch.manual_seed(seed)
-    model = KLAutoencoder(arch["latent_channels"], arch["width"]).to(device)
+    model = make_autoencoder(arch).to(device)
     g = torch.Generator().manual_seed(seed)
 
     def loss_fn(m: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
         xb, _ = batch
-        return autoencoder_loss(m, xb, kl_weight, generator=g)
+        return vae_loss(m, xb, generator=g, kl_weight=kl_weight)
 
-    resume = resume_path("autoencoder")
-
-    def train_fn() -> dict:
+    def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
         return train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc="autoencoder",
-                     resume_path=resume, resume_config=config, generator=g)
+                     resume_path=resume, resume_config=config.as_dict(), generator=g)
 
-    # Shipped weights were trained with another budget: only the architecture has to match.
-    shipped = [shipped_checkpoint_dir() / "autoencoder.pt"] if profile.use_pretrained else []
-    history = load_or_train("autoencoder", model, config, train_fn, extra_paths=shipped, pretrained_keys=["arch"])
-    resume.unlink(missing_ok=True)
-    return model.eval(), history, config
+    history = load_or_train("autoencoder", model, config, train_fn, shipped=profile.use_pretrained)
+    return model.eval(), history, config.as_dict()

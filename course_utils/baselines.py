@@ -15,14 +15,12 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from .validation import check_image_batch
+
+from .validation import check_image_batch, check_same_shape
 
 __all__ = ["DEFAULT_BLUR_SIGMAS", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma", "blur_baseline"]
 
 DEFAULT_BLUR_SIGMAS: tuple[float, ...] = (0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
-
-
-_check_images = check_image_batch
 
 
 def _check_sigma(sigma: float) -> float:
@@ -56,7 +54,7 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     Separable: one 1-D convolution along the rows, one along the columns. Borders are reflected
     (not zero-padded), so the blur does not darken or brighten the edge of the image.
     """
-    _check_images(images, "images")
+    check_image_batch(images, "images")
     sigma = _check_sigma(sigma)
     if sigma == 0:
         return images.clone()
@@ -77,10 +75,9 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) 
     images (2 for [-1, 1]). Identical images give ``inf``. Higher is better; every halving of
     the MSE adds about 3 dB.
     """
-    _check_images(estimate, "estimate")
-    _check_images(target, "target")
-    if estimate.shape != target.shape:
-        raise ValueError(f"estimate has shape {tuple(estimate.shape)} but target has {tuple(target.shape)}")
+    check_image_batch(estimate, "estimate")
+    check_image_batch(target, "target")
+    check_same_shape(estimate, target, "estimate", "target")
     if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not data_range > 0:
         raise ValueError(f"data_range must be a positive number (2 for images in [-1, 1]), got {data_range!r}")
     mse = ((estimate.float() - target.float()) ** 2).flatten(1).mean(1)       # (B,)
@@ -88,10 +85,9 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) 
 
 
 def _check_pair(noisy: torch.Tensor, clean: torch.Tensor) -> None:
-    _check_images(noisy, "noisy")
-    _check_images(clean, "clean")
-    if noisy.shape != clean.shape:
-        raise ValueError(f"noisy has shape {tuple(noisy.shape)} but clean has {tuple(clean.shape)}")
+    check_image_batch(noisy, "noisy")
+    check_image_batch(clean, "clean")
+    check_same_shape(noisy, clean, "noisy", "clean")
 
 
 def best_blur_sigma(noisy: torch.Tensor, clean: torch.Tensor,

@@ -1,11 +1,15 @@
-"""Checkpoints: atomic saves, safe loads, and load-or-train (taught in 00_setup).
+"""Checkpoints: atomic saves, safe loads, and the load-or-train recipe of every model (taught in 00_setup).
 
 A checkpoint is a plain dict (weights, config, loss history, metadata) saved with
 ``torch.save`` to a temporary file and renamed into place, so a killed run never leaves a
 half-written file. Loading uses ``torch.load(..., weights_only=True)``: no pickled code runs.
+
+Every model of the course is trained through :func:`load_or_train` with a :class:`RunConfig`,
+and this module is the one place that decides which checkpoint may stand in for which run.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,10 +21,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .paths import checkpoint_dir
+from .paths import checkpoint_dir, resume_path, shipped_checkpoint_dir
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_or_train", "config_diff", "weights_digest",
-           "atomic_save"]
+__all__ = ["CheckpointError", "RunConfig", "arch_dict", "save_checkpoint", "load_checkpoint", "load_or_train",
+           "config_diff", "weights_digest", "atomic_save"]
 
 FORMAT = 1
 
@@ -34,6 +38,56 @@ def _jsonable(config: dict) -> dict:
         return json.loads(json.dumps(config, sort_keys=True))
     except TypeError as e:
         raise TypeError(f"checkpoint config must hold only JSON values (numbers, strings, lists, dicts): {e}") from e
+
+
+def arch_dict(arch: Any) -> dict:
+    """An architecture dataclass (``UNetArch``, ``DenoiserArch``...) as the JSON dict stored in checkpoints."""
+    return _jsonable(dataclasses.asdict(arch))
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """What a checkpoint was trained as: the one configuration schema of the course's models.
+
+    * ``model``: the model family ("UNet", "DenoiserUNet", "NoisyClassifier", "KLAutoencoder",
+      "ConvVAE", "GAN").
+    * ``arch``: the constructor arguments, :func:`arch_dict` of the family's architecture
+      dataclass (``diffusion.UNetArch``, ``denoiser.DenoiserArch``...).
+    * ``task``: what the outputs mean, fixed when the weights were trained: the noise schedule
+      and T a diffusion model inverts, ``p_uncond`` (whether it learned the unconditional branch
+      that guidance needs), the denoiser's sigma, the autoencoder's KL weight. Weights trained
+      for another task fit the architecture and are still wrong.
+    * ``train``: how this run trained them: lr, epochs, batch size, images, seed, EMA decay...
+    * ``depends``: fingerprints (:func:`weights_digest`) of the models it was trained with: the
+      latent model of notebook 07 records its autoencoder.
+
+    :meth:`identity` (everything but ``train``) is what shipped weights, trained with another
+    budget, must match; a checkpoint trained on this machine must match the whole config, so
+    changing the epochs retrains.
+    """
+
+    model: str
+    arch: dict
+    task: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+    depends: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"RunConfig.model must name the model family (e.g. 'UNet'), got {self.model!r}")
+        for section in ("arch", "task", "train", "depends"):
+            value = getattr(self, section)
+            if not isinstance(value, dict):
+                raise TypeError(f"RunConfig.{section} must be a dict, got {type(value).__name__}")
+            setattr(self, section, _jsonable(value))
+
+    def as_dict(self) -> dict:
+        """The whole config, as stored in the checkpoint (what a local checkpoint must match)."""
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """What identifies the weights: model, arch, task and depends (what shipped weights must match)."""
+        return {k: v for k, v in self.as_dict().items() if k != "train"}
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -51,12 +105,25 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+_ABSENT = "<absent>"
+
+
+def _flatten(config: Any, prefix: str = "") -> dict:
+    if isinstance(config, dict) and (config or not prefix):
+        out: dict = {}
+        for k, v in config.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: config}
+
+
 def config_diff(saved: dict, wanted: dict) -> list[str]:
-    """Human-readable differences between two configs (empty when equal)."""
+    """Human-readable differences between two configs (empty when equal); nested keys as ``train.epochs``."""
+    flat_saved, flat_wanted = _flatten(saved), _flatten(wanted)
     out = []
-    for k in sorted(set(saved) | set(wanted)):
-        if saved.get(k, "<absent>") != wanted.get(k, "<absent>"):
-            out.append(f"{k}: saved {saved.get(k, '<absent>')!r}, wanted {wanted.get(k, '<absent>')!r}")
+    for k in sorted(set(flat_saved) | set(flat_wanted)):
+        if flat_saved.get(k, _ABSENT) != flat_wanted.get(k, _ABSENT):
+            out.append(f"{k}: saved {flat_saved.get(k, _ABSENT)!r}, wanted {flat_wanted.get(k, _ABSENT)!r}")
     return out
 
 
@@ -77,13 +144,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, history: d
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file.
+
+    Saving through the open file (not its random temporary name) keeps the bytes reproducible:
+    the same object always gives the same file and the same SHA-256.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
         os.chmod(tmp, 0o644)                     # mkstemp makes it private; checkpoints are shareable
         os.replace(tmp, path)
     finally:
@@ -96,6 +167,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = No
                     map_location: str | torch.device = "cpu") -> dict:
     """Load weights from ``path`` into ``model`` and return the checkpoint dict.
 
+    ``config``: what the saved config must hold: every key of it (a :class:`RunConfig`'s
+    ``as_dict()`` or ``identity()``, or any dict of values), compared section by section.
     Raises :class:`CheckpointError` naming the problem when the file is missing, corrupt,
     saved for another ``config``, or holds weights of another architecture.
     """
@@ -112,9 +185,10 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = No
         raise CheckpointError(f"{path} is not a course checkpoint (format {FORMAT}); delete it and train again")
     if config is not None:
         saved = ckpt.get("config", {})
-        diff = config_diff({k: saved.get(k, "<absent>") for k in config}, _jsonable(config))
+        diff = config_diff({k: saved.get(k, _ABSENT) for k in config}, _jsonable(config))
         if diff:
-            raise CheckpointError(f"checkpoint {path} was saved for another config: " + "; ".join(diff))
+            more = f"; and {len(diff) - 6} more" if len(diff) > 6 else ""
+            raise CheckpointError(f"checkpoint {path} was saved for another config: " + "; ".join(diff[:6]) + more)
     own = model.state_dict()
     theirs = ckpt["state_dict"]
     missing = sorted(set(own) - set(theirs))
@@ -129,37 +203,49 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = No
     return ckpt
 
 
-def load_or_train(name: str, model: nn.Module, config: dict, train_fn: Callable[[], dict | None], *,
-                  directory: str | Path | None = None, extra_paths: list[str | Path] = (),
-                  pretrained_keys: list[str] | None = None, verbose: bool = True) -> dict:
-    """Load ``name`` if a valid checkpoint for ``config`` exists, else run ``train_fn()`` and save.
+def load_or_train(name: str, model: nn.Module, config: RunConfig, train_fn: Callable[[Path], dict | None], *,
+                  shipped: bool = False, verbose: bool = True) -> dict:
+    """Load model ``name`` trained for ``config``, else train it and save it; returns the loss history.
 
-    ``train_fn`` trains ``model`` in place and returns its loss history (a dict of lists).
-    Candidates are ``extra_paths`` (e.g. shipped pretrained weights) then
-    ``<directory>/<name>.pt``. A candidate that is corrupt or saved for another config is
-    refused with a message and the model is retrained. Returns the history.
+    The recipe of every model of the course:
 
-    ``pretrained_keys``: for the ``extra_paths`` (shipped weights trained with another budget),
-    only these config keys must match (e.g. the architecture, not the epoch count).
+    1. ``outputs/checkpoints/<name>.pt``, trained on this machine, is loaded if it was saved for
+       the whole ``config`` (another epoch count or learning rate retrains);
+    2. with ``shipped`` (``profile.use_pretrained``), ``data/checkpoints/<name>.pt`` is loaded
+       if it holds the same model: ``config.identity()`` (model, arch, task, depends), whatever
+       budget it was trained with;
+    3. otherwise ``train_fn(resume)`` trains ``model`` in place and returns its history. It keeps
+       a resume state at ``resume`` after every epoch (``training.train(..., resume_path=resume,
+       resume_config=config.as_dict())``), so a killed run continues where it stopped. The
+       checkpoint is saved atomically with the history, then the resume state is deleted.
+
+    A candidate that is corrupt, saved for another config or of another architecture is refused
+    with a message saying why. ``model`` is the module whose weights the checkpoint holds: for a
+    model trained with an EMA, the EMA's module (what we sample with).
     """
-    path = Path(directory or checkpoint_dir()) / f"{name}.pt"
-    for cand in [*map(Path, extra_paths), path]:
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig(model=..., arch=..., task=..., train=..., depends=...), "
+                        f"got {type(config).__name__}")
+    path = checkpoint_dir() / f"{name}.pt"
+    candidates = [(path, config.as_dict(), "")]
+    if shipped:
+        candidates.append((shipped_checkpoint_dir() / f"{name}.pt", config.identity(), "shipped "))
+    for cand, wanted, kind in candidates:
         if not cand.exists():
             continue
-        wanted = config
-        if pretrained_keys is not None and cand != path:
-            wanted = {k: config[k] for k in pretrained_keys if k in config}
         try:
             ckpt = load_checkpoint(cand, model, wanted)
         except CheckpointError as e:
             if verbose:
-                print(f"refusing checkpoint: {e}")
+                print(f"refusing {kind}checkpoint: {e}")
             continue
         if verbose:
             print(f"loaded {name} from {cand}")
         return ckpt.get("history", {})
     if verbose:
         print(f"training {name} (no valid checkpoint at {path})")
-    history = train_fn() or {}
-    save_checkpoint(path, model, config, history)
+    resume = resume_path(name)
+    history = train_fn(resume) or {}
+    save_checkpoint(path, model, config.as_dict(), history)
+    resume.unlink(missing_ok=True)                 # the final checkpoint is saved: nothing left to resume
     return history

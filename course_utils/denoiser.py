@@ -21,33 +21,30 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_or_train
+from .checkpoint import RunConfig, arch_dict, load_or_train
 from .data import TensorLoader
 from .device import cpu_generator, randn
-from .paths import shipped_checkpoint_dir
 from .profiles import Profile
 from .training import train
 from .unet import count_parameters
 from .validation import check_image_batch
 
 __all__ = ["ConvBlock", "conv_block_forward", "up_and_concat", "Down", "Up", "DenoiserUNet", "add_noise",
-           "denoising_loss", "denoise", "shape_walk", "denoiser_config", "train_denoiser", "count_parameters",
-           "TRAIN_SIGMA"]
+           "denoising_loss", "denoise", "shape_walk", "DenoiserArch", "denoiser_config", "train_denoiser",
+           "count_parameters", "TRAIN_SIGMA"]
 
 TRAIN_SIGMA = 0.5   # the one noise level notebook 03 trains at
 
 
 def _groups(ch: int) -> int:
     return math.gcd(8, ch)
-
-
-_check_images = check_image_batch
 
 
 def _check_positive_int(value: int, name: str) -> int:
@@ -78,7 +75,7 @@ class ConvBlock(nn.Module):
 
 def conv_block_forward(x: torch.Tensor, block: ConvBlock) -> torch.Tensor:
     """The forward pass of a :class:`ConvBlock`: silu(norm2(conv2(silu(norm1(conv1(x)))))).  x: (B, C_in, H, W)."""
-    _check_images(x, "x", channels=block.conv1.in_channels)
+    check_image_batch(x, "x", channels=block.conv1.in_channels)
     h = F.silu(block.norm1(block.conv1(x)))       # (B, C_out, H, W)
     return F.silu(block.norm2(block.conv2(h)))    # (B, C_out, H, W)
 
@@ -86,8 +83,8 @@ def conv_block_forward(x: torch.Tensor, block: ConvBlock) -> torch.Tensor:
 def up_and_concat(h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     """Upsample ``h`` (B, C1, h, w) to the size of ``skip`` (B, C2, H, W) by nearest neighbour and
     concatenate along the channels: (B, C1 + C2, H, W). The skip connection of the UNet."""
-    _check_images(h, "h")
-    _check_images(skip, "skip")
+    check_image_batch(h, "h")
+    check_image_batch(skip, "skip")
     if h.shape[0] != skip.shape[0]:
         raise ValueError(f"h has batch {h.shape[0]} but skip has {skip.shape[0]}")
     if h.shape[2] > skip.shape[2] or h.shape[3] > skip.shape[3]:
@@ -140,7 +137,7 @@ class DenoiserUNet(nn.Module):
         self.out = nn.Conv2d(c1, in_channels, 1)  # (B, 1, 28, 28)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_images(x, "x", channels=self.in_channels)
+        check_image_batch(x, "x", channels=self.in_channels)
         if x.shape[2] < 4 or x.shape[3] < 4:
             raise ValueError(f"images must be at least 4x4 pixels (two 2x down-samplings), got {tuple(x.shape)}")
         h1 = self.inc(x)              # (B, w, H, W)
@@ -159,7 +156,7 @@ def _check_sigma(sigma: float) -> float:
 
 def add_noise(x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
     """z = x + sigma * eps: the noisy input of the one-step denoiser.  x, eps: (B, C, H, W)."""
-    _check_images(x, "x")
+    check_image_batch(x, "x")
     sigma = _check_sigma(sigma)
     if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
         shape = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
@@ -176,7 +173,7 @@ def denoising_loss(model: nn.Module, x: torch.Tensor, sigma: float, eps: torch.T
 @torch.no_grad()
 def denoise(model: nn.Module, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """``model(z)`` in eval mode, without gradients, ``batch_size`` images at a time.  z: (B, C, H, W)."""
-    _check_images(z, "z")
+    check_image_batch(z, "z")
     _check_positive_int(batch_size, "batch_size")
     was_training = model.training
     model.eval()
@@ -190,7 +187,7 @@ def shape_walk(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, 
     """Run ``x`` through ``model`` and return ``(child name, output shape)`` for each top-level child, in call order.
 
     Forward hooks record the output of every direct child module (``inc``, ``down1`` ...)."""
-    _check_images(x, "x")
+    check_image_batch(x, "x")
     stages: list[tuple[str, tuple[int, ...]]] = [("input", tuple(x.shape))]
     hooks = [child.register_forward_hook(lambda m, inp, out, name=name: stages.append((name, tuple(out.shape))))
              for name, child in model.named_children()]
@@ -205,12 +202,17 @@ def shape_walk(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, 
     return stages
 
 
-def denoiser_config(profile: Profile, *, sigma: float = TRAIN_SIGMA, lr: float = 3e-3, epochs: int | None = None,
-                    n_images: int = 0, seed: int = 0) -> dict:
-    """Everything that identifies a trained denoiser of ``profile`` (stored in its checkpoint)."""
-    return {"model": "DenoiserUNet", "in_channels": 1, "width": profile.width, "sigma": _check_sigma(sigma),
-            "lr": lr, "epochs": profile.epochs("denoiser") if epochs is None else epochs,
-            "batch_size": profile.batch_size, "n_images": int(n_images), "seed": seed}
+@dataclass
+class DenoiserArch:
+    """Architecture of the plain UNet: the arguments of :class:`DenoiserUNet` (its ``arch`` in checkpoints)."""
+
+    in_channels: int = 1
+    width: int = 32
+
+
+def denoiser_config(profile: Profile) -> dict:
+    """Architecture of the denoiser for ``profile``: :class:`DenoiserArch` as a JSON-able dict."""
+    return arch_dict(DenoiserArch(in_channels=1, width=profile.width))
 
 
 def _digest(x: torch.Tensor) -> str:
@@ -225,43 +227,46 @@ def train_denoiser(profile: Profile, images: torch.Tensor, *, sigma: float = TRA
     Wires the course pieces together: a :class:`~course_utils.data.TensorLoader` over ``images``,
     :func:`~course_utils.training.train` with :func:`denoising_loss` (fresh noise every batch, drawn
     from a seeded CPU generator), and :func:`~course_utils.checkpoint.load_or_train` so a re-run
-    loads the checkpoint. ``probe`` (noisy images, (P, 1, H, W)) is denoised after the first and
-    after the last epoch (``on_epoch_end``); the results are stored in the history as
-    ``probe_first_epoch`` and ``probe_last_epoch`` (nested lists: ``torch.tensor(...)`` them), so
-    they survive a reload. Returns ``(model, history, config)``.
+    loads the checkpoint and a killed run resumes. ``probe`` (noisy images, (P, 1, H, W)) is
+    denoised after the first and after the last epoch (``on_epoch_end``); the results are stored
+    in the history as ``probe_first_epoch`` and ``probe_last_epoch`` (nested lists:
+    ``torch.tensor(...)`` them), so they survive a reload. ``epochs`` defaults to
+    ``profile.epochs("denoiser")``. Returns ``(model, history, config)``, the config being the
+    checkpoint's :class:`~course_utils.checkpoint.RunConfig` as a dict.
     """
-    _check_images(images, "images", channels=1)
+    check_image_batch(images, "images", channels=1)
     if len(images) < profile.batch_size:
         raise ValueError(f"need at least one batch of {profile.batch_size} images, got {len(images)}")
     if probe is not None:
-        _check_images(probe, "probe", channels=1)
+        check_image_batch(probe, "probe", channels=1)
     device = images.device
-    config = denoiser_config(profile, sigma=sigma, lr=lr, epochs=epochs, n_images=len(images), seed=seed)
-    config["probe"] = _digest(probe) if probe is not None else None
+    sigma = _check_sigma(sigma)
+    arch = denoiser_config(profile)
+    epochs = profile.epochs("denoiser") if epochs is None else epochs
+    config = RunConfig(
+        model="DenoiserUNet", arch=arch, task={"sigma": sigma},
+        train={"lr": lr, "epochs": epochs, "batch_size": profile.batch_size, "n_images": int(len(images)),
+               "seed": seed, "probe": _digest(probe) if probe is not None else None})
     torch.manual_seed(seed)
-    model = DenoiserUNet(config["in_channels"], config["width"]).to(device)
+    model = DenoiserUNet(**arch).to(device)
     g = cpu_generator(seed)
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, _ = batch                                               # (B, 1, H, W)
         eps = randn(xb.shape, generator=g, device=device)           # (B, 1, H, W)
-        return denoising_loss(m, xb, config["sigma"], eps)
+        return denoising_loss(m, xb, sigma, eps)
 
-    kept: dict[str, Any] = {}
-
-    def on_epoch_end(epoch: int, m: nn.Module) -> None:
+    def on_epoch_end(epoch: int, m: nn.Module) -> dict:
         if probe is None:
-            return
+            return {}
         out = denoise(m, probe.to(device)).cpu().tolist()
-        if epoch == 0:
-            kept["probe_first_epoch"] = out
-        kept["probe_last_epoch"] = out
+        return {"probe_first_epoch": out, "probe_last_epoch": out} if epoch == 0 else {"probe_last_epoch": out}
 
-    def train_fn() -> dict:
+    def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
-        hist = train(model, loss_fn, loader, config["epochs"], lr=lr, desc=name, on_epoch_end=on_epoch_end)
-        return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], **kept}
+        hist = train(model, loss_fn, loader, epochs, lr=lr, desc=name, on_epoch_end=on_epoch_end,
+                     resume_path=resume, resume_config=config.as_dict(), generator=g)
+        return {k: v for k, v in hist.items() if k != "lr"}
 
-    shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
-    history = load_or_train(name, model, config, train_fn, extra_paths=shipped, verbose=verbose)
-    return model.eval(), history, config
+    history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained, verbose=verbose)
+    return model.eval(), history, config.as_dict()

@@ -11,7 +11,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "cpu_generator", "randn", "describe_environment"]
+__all__ = ["get_device", "seed_everything", "cpu_generator", "randn", "synchronize", "describe_environment"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -51,6 +51,13 @@ def randn(*shape: int, generator: torch.Generator | None = None, device: torch.d
     if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
         shape = tuple(shape[0])
     return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the work queued on a CUDA ``device`` (no-op elsewhere), so a timer measures it (07)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def describe_environment() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Training a diffusion model: L_simple and the shared load-or-train path (taught in 04, reused in 05-07).
+"""Training a diffusion model: L_simple, the course UNet's architecture and its trainer (taught in 04, reused in 05-07).
 
 Algorithm 1 of Ho et al. 2020::
 
@@ -10,23 +10,25 @@ With labels and ``p_uncond > 0`` each label is replaced by the null label with p
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_or_train
+from .checkpoint import CheckpointError, RunConfig, arch_dict, load_checkpoint, load_or_train
 from .data import TensorLoader
 from .device import randn
-from .paths import resume_path, shipped_checkpoint_dir
+from .paths import checkpoint_dir, shipped_checkpoint_dir
 from .profiles import Profile
 from .schedules import NoiseSchedule
 from .training import EMA, train
 from .unet import UNet
 
-__all__ = ["diffusion_loss", "unet_config", "make_unet", "train_diffusion"]
+__all__ = ["diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
+           "load_trained_unet"]
 
 
 def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, *, y: torch.Tensor | None = None,
@@ -44,82 +46,89 @@ def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, 
     return F.mse_loss(model(x_t, t, y) if y is not None else model(x_t, t), eps)
 
 
+@dataclass
+class UNetArch:
+    """Architecture of the course UNet: the arguments of :class:`~course_utils.unet.UNet` (``arch`` in checkpoints)."""
+
+    in_channels: int = 1
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention: tuple[bool, ...] = (False, False, True)
+    num_classes: int | None = None
+    cond: str = "add"
+    dropout: float = 0.0
+    context_tokens: int = 4
+
+
 def unet_config(profile: Profile, *, conditional: bool = False, attention: bool = True, in_channels: int = 1,
                 cond: str = "add", channel_mults: tuple[int, ...] = (1, 2, 2), **overrides: Any) -> dict:
-    """Architecture of the course UNet for ``profile`` as a JSON-able dict (stored in checkpoints)."""
+    """Architecture of the course UNet for ``profile``: :class:`UNetArch` as a JSON-able dict.
+
+    Attention (when ``attention``) sits at the coarsest level; ``overrides`` set any other
+    :class:`UNetArch` field (e.g. ``base_channels=8``).
+    """
     levels = len(channel_mults)
-    cfg = {
-        "in_channels": in_channels,
-        "base_channels": profile.width,
-        "channel_mults": list(channel_mults),
-        "num_res_blocks": 1,
-        "attention": [attention and i == levels - 1 for i in range(levels)],
-        "num_classes": 10 if conditional else None,
-        "cond": cond,
-    }
-    cfg.update(overrides)
-    return cfg
+    return arch_dict(UNetArch(**{
+        "in_channels": in_channels, "base_channels": profile.width, "channel_mults": tuple(channel_mults),
+        "attention": tuple(attention and i == levels - 1 for i in range(levels)),
+        "num_classes": 10 if conditional else None, "cond": cond, **overrides}))
 
 
-def make_unet(config: dict) -> UNet:
+def make_unet(arch: dict) -> UNet:
     """Build a :class:`~course_utils.unet.UNet` from :func:`unet_config`'s dict."""
-    c = dict(config)
-    c["channel_mults"] = tuple(c["channel_mults"])
-    c["attention"] = tuple(c["attention"])
-    return UNet(**c)
+    a = asdict(UNetArch(**arch))
+    return UNet(**{**a, "channel_mults": tuple(a["channel_mults"]), "attention": tuple(a["attention"])})
 
 
 def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: torch.Tensor | None = None, *,
-                    arch: dict | None = None, schedule: str = "linear", p_uncond: float = 0.0,
+                    arch: dict | None = None, schedule_name: str = "linear", p_uncond: float = 0.0,
                     lr: float = 2e-3, lr_schedule: str | None = "cosine", epochs: int | None = None,
                     ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
-                    on_epoch_end=None, extra_config: dict | None = None) -> tuple[nn.Module, dict, dict]:
+                    on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
+                    depends: dict | None = None) -> tuple[nn.Module, dict, dict]:
     """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
 
     Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
-    history, and the config that identifies the checkpoint. ``epochs`` defaults to
-    ``profile.epochs(epoch_key)``. Shipped pretrained weights in ``data/checkpoints/<name>.pt``
-    are used when the profile allows and their config matches.
+    history, and the checkpoint's :class:`~course_utils.checkpoint.RunConfig` as a dict.
+    ``epochs`` defaults to ``profile.epochs(epoch_key)``. The task (the schedule and T the
+    network learns to invert, and ``p_uncond``) is part of what identifies the weights; shipped
+    weights in ``data/checkpoints/<name>.pt`` are used when the profile allows and they match.
 
-    ``extra_config``: more keys that identify the model and must match even for shipped
-    weights (the latent model records which autoencoder made its latents). A run killed
-    mid-way resumes after its last finished epoch (``outputs/checkpoints/<name>.resume.pt``).
+    ``depends``: fingerprints of the models this one is trained with (the latent model records
+    its autoencoder). A run killed mid-way resumes after its last finished epoch.
     """
     device = images.device
     arch = arch or unet_config(profile, conditional=labels is not None)
     epochs = profile.epochs(epoch_key) if epochs is None else epochs
-    config = {"arch": arch, "schedule": schedule, "T": profile.num_timesteps, "p_uncond": p_uncond, "lr": lr,
-              "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
-              "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed, **(extra_config or {})}
-    pretrained_extra = list(extra_config or {})
+    config = RunConfig(
+        model="UNet", arch=arch,
+        task={"schedule": schedule_name, "T": profile.num_timesteps, "p_uncond": p_uncond},
+        train={"lr": lr, "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
+               "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed},
+        depends=depends or {})
     torch.manual_seed(seed)
     model = make_unet(arch).to(device)
     ema = EMA(model, ema_decay)
-    sched = NoiseSchedule(schedule, profile.num_timesteps)
+    schedule = NoiseSchedule(schedule_name, profile.num_timesteps)
     g = torch.Generator().manual_seed(seed)
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, yb = batch
-        return diffusion_loss(m, xb, sched, y=yb, p_uncond=p_uncond, generator=g)
+        return diffusion_loss(m, xb, schedule, y=yb, p_uncond=p_uncond, generator=g)
 
-    resume = resume_path(name)                   # a killed run continues from its last finished epoch
-
-    def train_fn() -> dict:
+    def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
         hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule=lr_schedule, ema=ema, desc=name,
-                     on_epoch_end=on_epoch_end, resume_path=resume, resume_config=config, generator=g)
+                     on_epoch_end=on_epoch_end, resume_path=resume, resume_config=config.as_dict(), generator=g)
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
-    shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
-    history = load_or_train(name, ema.module, config, train_fn, extra_paths=shipped,
-                            pretrained_keys=["arch", "schedule", "T", "p_uncond", *pretrained_extra])
-    resume.unlink(missing_ok=True)               # the final checkpoint is saved: nothing left to resume
-    return ema.module.eval(), history, config
+    history = load_or_train(name, ema.module, config, train_fn, shipped=profile.use_pretrained)
+    return ema.module.eval(), history, config.as_dict()
 
 
-def find_checkpoint(name: str) -> "Path":
-    """The checkpoint of model ``name``: trained here (``outputs/checkpoints``) first, else shipped (``data/checkpoints``)."""
-    from .paths import checkpoint_dir
+def find_checkpoint(name: str) -> Path:
+    """The checkpoint of model ``name``: trained here (``outputs/checkpoints``), else shipped (``data/checkpoints``)."""
     for folder in (checkpoint_dir(), shipped_checkpoint_dir()):
         path = folder / f"{name}.pt"
         if path.exists():
@@ -130,14 +139,20 @@ def find_checkpoint(name: str) -> "Path":
 
 
 def load_trained_unet(name: str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
-    """Rebuild a UNet trained by :func:`train_diffusion` from its checkpoint alone; returns (model, config)."""
-    from .checkpoint import CheckpointError, load_checkpoint
+    """Rebuild a UNet trained by :func:`train_diffusion` from its checkpoint alone; returns (model, config).
+
+    ``config`` is the checkpoint's RunConfig dict: ``config["task"]`` holds the ``schedule`` and
+    ``T`` to sample with.
+    """
     path = find_checkpoint(name)
     try:
-        cfg = torch.load(path, map_location="cpu", weights_only=True)["config"]
-        arch = cfg["arch"]
+        config = torch.load(path, map_location="cpu", weights_only=True)["config"]
     except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a diffusion checkpoint ({e}); delete it and retrain") from e
-    model = make_unet(arch)
+        raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e}); delete it and retrain") from e
+    if not isinstance(config, dict) or config.get("model") != "UNet":
+        found = config.get("model", "no model name") if isinstance(config, dict) else "no config"
+        raise CheckpointError(f"checkpoint {path} does not hold a diffusion UNet (its config says {found!r}); "
+                              "delete it and rerun the notebook that trains it")
+    model = make_unet(config["arch"])
     load_checkpoint(path, model)
-    return model.to(device).eval(), cfg
+    return model.to(device).eval(), config

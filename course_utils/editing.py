@@ -3,14 +3,8 @@
 Everything here reuses the scheduler vocabulary of :mod:`course_utils.samplers`: a
 :class:`~course_utils.samplers.DDIMScheduler` (or DDPM) with ``set_timesteps`` and ``step``.
 
-* :func:`ddim_sigma`, :func:`ddim_step`: the DDIM update between two noise levels, written as a
-  plain function of ``alpha_bar_t`` and ``alpha_bar_s`` (Song et al. 2021, eq. 12)::
-
-      x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)
-      x_s    = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps + sigma z
-      sigma  = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)
-
-* :func:`ddim_invert`: the same update with eta = 0 run *backwards* (s > t), image -> x_T.
+* :func:`ddim_invert`: the eta = 0 update :func:`course_utils.samplers.ddim_step` run *up* the
+  timesteps (to the noisier level), image -> x_T.
 * :func:`slerp`, :func:`slerp_path`: spherical interpolation between two noises x_T.
 * :func:`sdedit`: noise an image to the k-th step from the end of the schedule and denoise it.
 * :func:`inpaint`: keep the known pixels from the forward process q(x_s | x_0) at every step.
@@ -26,94 +20,25 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .device import randn
-from .samplers import DDIMScheduler, _Scheduler, guided_eps, initial_noise
+from .samplers import DDIMScheduler, _Scheduler, ddim_step, guided_eps, initial_noise
 from .schedules import q_sample
+from .validation import check_image_batch, check_labels
 
-__all__ = ["ddim_sigma", "ddim_step", "ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit",
-           "check_mask", "inpaint", "VIEWS", "apply_view", "invert_view", "anagram_eps", "visual_anagram"]
+__all__ = ["ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit", "check_mask", "inpaint", "VIEWS",
+           "apply_view", "invert_view", "anagram_eps", "visual_anagram"]
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _check_eta(eta: float) -> float:
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
-    return float(eta)
-
-
-def _as_tensor(a: torch.Tensor | float, like: torch.Tensor | None = None) -> torch.Tensor:
-    if like is not None:
-        return torch.as_tensor(a).to(device=like.device, dtype=like.dtype)
-    a = torch.as_tensor(a)
-    return a if a.dtype.is_floating_point else a.float()
-
-
-def _check_alpha_bar(ab: torch.Tensor, name: str) -> None:
-    if ab.numel() and ((ab <= 0).any() or (ab > 1).any()):
-        raise ValueError(f"{name} must lie in (0, 1], got {ab.min().item():.3g} .. {ab.max().item():.3g}")
-
-
-def ddim_sigma(alpha_bar_t: torch.Tensor | float, alpha_bar_s: torch.Tensor | float, eta: float) -> torch.Tensor:
-    """sigma of one DDIM step from t to s < t: eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s).
-
-    Works elementwise on tensors of alpha_bar values. With eta = 1 and consecutive steps
-    sigma^2 is DDPM's posterior variance beta-tilde_t; with eta = 0 the step is deterministic.
-    """
-    eta = _check_eta(eta)
-    ab_t, ab_s = _as_tensor(alpha_bar_t), _as_tensor(alpha_bar_s)
-    _check_alpha_bar(ab_t, "alpha_bar_t")
-    _check_alpha_bar(ab_s, "alpha_bar_s")
-    return eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()
-
-
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float,
-              alpha_bar_s: torch.Tensor | float, eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One DDIM update from noise level ``alpha_bar_t`` to ``alpha_bar_s`` (no clipping of x0_hat).
-
-    x_t, eps, noise: (B, C, H, W). With ``eta > 0`` pass the Gaussian ``noise`` z (``None`` gives
-    the mean of the step). With eta = 0 and ``alpha_bar_s < alpha_bar_t`` this is the inversion step
-    (toward more noise). Equals ``DDIMScheduler(..., clip_sample=False).step`` between kept steps.
-    """
-    if eps.shape != x_t.shape:
-        raise ValueError(f"eps has shape {tuple(eps.shape)} but x_t has {tuple(x_t.shape)}")
-    if noise is not None and noise.shape != x_t.shape:
-        raise ValueError(f"noise has shape {tuple(noise.shape)} but x_t has {tuple(x_t.shape)}")
-    ab_t, ab_s = _as_tensor(alpha_bar_t, x_t), _as_tensor(alpha_bar_s, x_t)
-    _check_alpha_bar(ab_t, "alpha_bar_t")
-    _check_alpha_bar(ab_s, "alpha_bar_s")
-    eta = _check_eta(eta)
-    x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()                       # predicted x_0
-    sigma = eta * ((1 - ab_s) / (1 - ab_t).clamp(min=1e-12)).sqrt() * (1 - ab_t / ab_s).clamp(min=0).sqrt()
-    x_s = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
-    if noise is not None:
-        x_s = x_s + sigma * noise
-    return x_s
-
-
-def _eps_fn(model: nn.Module | None, y: torch.Tensor | None, guidance: float | None,
+def _eps_fn(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor | int | None, guidance: float | None,
             eps_fn: EpsFn | None) -> EpsFn:
+    """The noise estimate for images like ``x``: ``eps_fn`` if given, else the (guided) model with labels ``y``."""
+    y = None if y is None else check_labels(y, x.shape[0], device=x.device)
     if eps_fn is not None:
         return eps_fn
     if model is None:
         raise ValueError("pass a model or an eps_fn(x, t) to compute the noise estimate")
     return lambda x, t: guided_eps(model, x, t, y, guidance)
-
-
-def _labels(y: torch.Tensor | int | None, batch: int, device: torch.device | str) -> torch.Tensor | None:
-    if y is None:
-        return None
-    y = torch.as_tensor(y, device=device).long()
-    if y.dim() == 0:
-        y = y.expand(batch)
-    if y.shape != (batch,):
-        raise ValueError(f"expected labels of shape ({batch},), got {tuple(y.shape)}")
-    return y
-
-
-def _check_batch(x: torch.Tensor, name: str = "x0") -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a float tensor of shape (B, C, H, W), got {shape}")
 
 
 @torch.no_grad()
@@ -124,23 +49,24 @@ def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMSchedu
 
     Going from level s to the next kept timestep t > s, the noise is estimated at the new
     timestep on the current image, eps_theta(x_s, t) (it cannot be evaluated at x_t, which we do
-    not have yet), then x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps. Decoding the result with a
-    ``DDIMScheduler(eta=0, clip_sample=False)`` on the same timesteps gives ``x0`` back, up to
-    the error of that approximation. Returns x_T (and ``[(t, x_t), ...]`` with ``return_trajectory``).
+    not have yet), then ``samplers.ddim_step(x_s, eps, alpha_bar_s, alpha_bar_t, eta=0)`` gives
+    x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps, starting from alpha_bar = 1 at x_0. Decoding the
+    result with a ``DDIMScheduler(eta=0, clip_sample=False)`` on the same timesteps gives ``x0``
+    back, up to the error of that approximation. Returns x_T (and ``[(t, x_t), ...]`` with
+    ``return_trajectory``).
     """
     if not isinstance(scheduler, DDIMScheduler):
         raise ValueError(f"inversion needs a DDIMScheduler (the deterministic eta = 0 update), got "
                          f"{type(scheduler).__name__}")
-    _check_batch(x0)
-    fn = _eps_fn(model, _labels(y, x0.shape[0], x0.device), guidance, eps_fn)
-    ab = scheduler.schedule.alpha_bar.to(x0.device)
-    x, ab_cur = x0, torch.ones((), device=x0.device)
+    check_image_batch(x0, "x0")
+    fn = _eps_fn(model, x0, y, guidance, eps_fn)
+    alpha_bar = scheduler.schedule.alpha_bar.tolist()                            # (T,) floats: no GPU sync per step
+    x, alpha_bar_s = x0, 1.0                                                      # x_0 is at level alpha_bar = 1
     traj = []
     for t in tqdm(scheduler.timesteps.flip(0).tolist(), desc="DDIM inversion", leave=False, disable=not progress):
         tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps = fn(x, tb)
-        x = ddim_step(x, eps, ab_cur, ab[t], eta=0.0)
-        ab_cur = ab[t]
+        x = ddim_step(x, fn(x, tb), alpha_bar_s, alpha_bar[t], eta=0.0)          # up: alpha_bar[t] < alpha_bar_s
+        alpha_bar_s = alpha_bar[t]
         if return_trajectory:
             traj.append((t, x.detach().cpu()))
     return (x, traj) if return_trajectory else x
@@ -215,7 +141,7 @@ def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, k: 
     x_{t_k} = sqrt(ab) x0 + sqrt(1 - ab) eps, followed by the last k steps of the schedule. Small k
     keeps the input (and its flaws); large k keeps only its rough layout; k = N is a fresh sample.
     """
-    _check_batch(x0)
+    check_image_batch(x0, "x0")
     n = scheduler.num_inference_steps
     if not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, {n}] (the scheduler has {n} steps; call "
@@ -225,7 +151,7 @@ def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, k: 
     eps = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = q_sample(x0, torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long), eps,
                    scheduler.schedule.alpha_bar)
-    fn = _eps_fn(model, _labels(y, x0.shape[0], x0.device), guidance, eps_fn)
+    fn = _eps_fn(model, x0, y, guidance, eps_fn)
     return denoise_from(scheduler, x_t, start, fn, generator=generator)
 
 
@@ -264,10 +190,9 @@ def inpaint(model: nn.Module | None, x_known: torch.Tensor, mask: torch.Tensor, 
     the end), so the generated region is denoised in the context of the known one. With a
     class-conditional model, ``y`` and ``guidance`` choose what fills the hole.
     """
-    _check_batch(x_known, "x_known")
+    check_image_batch(x_known, "x_known")
     m = check_mask(mask, x_known)
     ab = scheduler.schedule.alpha_bar.to(x_known.device)
-    b = x_known.shape[0]
 
     def known_at(s: int) -> torch.Tensor:
         if s < 0:
@@ -280,7 +205,7 @@ def inpaint(model: nn.Module | None, x_known: torch.Tensor, mask: torch.Tensor, 
 
     x = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
     x = after_step(x, int(scheduler.timesteps[0]))
-    fn = _eps_fn(model, _labels(y, b, x_known.device), guidance, eps_fn)
+    fn = _eps_fn(model, x_known, y, guidance, eps_fn)
     return denoise_from(scheduler, x, 0, fn, generator=generator, after_step=after_step)
 
 
@@ -339,7 +264,7 @@ def visual_anagram(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ..
     if view in ("rot90", "transpose") and shape[-1] != shape[-2]:
         raise ValueError(f"view {view!r} needs square images, got {shape[-2]}x{shape[-1]}")
     b = shape[0]
-    ya, yb = _labels(y_a, b, device), _labels(y_b, b, device)
+    ya, yb = check_labels(y_a, b, device=device), check_labels(y_b, b, device=device)
     x = initial_noise(shape, x_T, generator, device)
     if isinstance(model, nn.Module):
         model.eval()

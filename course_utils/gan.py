@@ -16,6 +16,7 @@ one discriminator step, then one generator step, per minibatch.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -23,13 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import atomic_save
 from .device import randn
-from .vae import check_images
+from .training import RESUME_FORMAT, load_resume_state
+from .validation import check_image_batch
 
-__all__ = ["Generator", "Discriminator", "GAN", "discriminator_loss", "generator_loss", "gan_step", "train_gan"]
+__all__ = ["GeneratorNet", "DiscriminatorNet", "GAN", "discriminator_loss", "generator_loss", "gan_step", "train_gan"]
 
 
-class Generator(nn.Module):
+class GeneratorNet(nn.Module):
     """z (B, latent_dim) -> linear -> (2w, 7, 7) -> convT -> (w, 14, 14) -> convT -> (1, 28, 28) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 64, width: int = 32):
@@ -55,7 +58,7 @@ class Generator(nn.Module):
         return self.net(z)
 
 
-class Discriminator(nn.Module):
+class DiscriminatorNet(nn.Module):
     """Images (B, 1, 28, 28) -> conv (w, 14, 14) -> conv (2w, 7, 7) -> linear -> logit (B,)."""
 
     def __init__(self, width: int = 32):
@@ -72,28 +75,31 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits l (B,); D(x) = sigmoid(l) is the probability that x is a real image."""
-        check_images(x, "x")
+        check_image_batch(x, "x", channels=1, size=(28, 28))
         return self.net(x).squeeze(1)
 
 
 class GAN(nn.Module):
-    """Generator and discriminator in one module, so one checkpoint holds both."""
+    """The generator network ``G`` and the discriminator network ``D`` in one module, so one checkpoint holds both.
+
+    (``generator`` always means a ``torch.Generator``, the random-number source, in this course.)
+    """
 
     def __init__(self, latent_dim: int = 64, width: int = 32):
         super().__init__()
         self.latent_dim = latent_dim
-        self.generator = Generator(latent_dim, width)
-        self.discriminator = Discriminator(width)
+        self.G = GeneratorNet(latent_dim, width)
+        self.D = DiscriminatorNet(width)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
         """n images (n, 1, 28, 28) in [-1, 1] from z ~ N(0, I) (generator in eval mode)."""
         device = device or next(self.parameters()).device
-        was_training = self.generator.training
-        self.generator.eval()
-        x = self.generator(randn(n, self.latent_dim, generator=generator, device=device))
-        self.generator.train(was_training)
+        was_training = self.G.training
+        self.G.eval()
+        x = self.G(randn(n, self.latent_dim, generator=generator, device=device))
+        self.G.train(was_training)
         return x
 
 
@@ -131,8 +137,8 @@ def gan_step(gan: GAN, x_real: torch.Tensor, opt_d: torch.optim.Optimizer, opt_g
     2. Draw B fresh noise vectors; update G by descending ``generator_loss``.
     Returns the two losses and the mean D(x), D(G(z)) seen by the discriminator step.
     """
-    check_images(x_real, "x_real")
-    G, D = gan.generator, gan.discriminator
+    check_image_batch(x_real, "x_real", channels=1, size=(28, 28))
+    G, D = gan.G, gan.D
     b, dev = x_real.shape[0], x_real.device
 
     # discriminator step: ascend log D(x) + log(1 - D(G(z)))
@@ -155,22 +161,39 @@ def gan_step(gan: GAN, x_real: torch.Tensor, opt_d: torch.optim.Optimizer, opt_g
 
 
 def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-              seed: int = 0, non_saturating: bool = True, desc: str = "gan") -> dict[str, list[float]]:
+              seed: int = 0, non_saturating: bool = True, desc: str = "gan",
+              resume_path: str | Path | None = None, resume_config: dict | None = None) -> dict[str, list[float]]:
     """Train ``gan`` for ``epochs`` passes over ``loader`` (batches ``(images, labels)``) with Adam.
 
     Returns the history: ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` per step and
-    ``epoch_d_loss``, ``epoch_g_loss`` per epoch.
+    ``epoch_d_loss``, ``epoch_g_loss`` per epoch. ``resume_path``: after every epoch both networks,
+    both optimisers, the noise generator and the history are saved there atomically; a later call
+    with the same ``resume_config`` and ``epochs`` continues after the last finished epoch (the
+    format of :func:`~course_utils.training.train`'s resume states).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(gan.D.parameters(), lr=lr, betas=betas)
+    opt_g = torch.optim.Adam(gan.G.parameters(), lr=lr, betas=betas)
     g = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [],
                                        "epoch_d_loss": [], "epoch_g_loss": []}
+    start = 0
+    state = load_resume_state(Path(resume_path), resume_config, epochs) \
+        if resume_path is not None and Path(resume_path).exists() else None
+    if state is not None:
+        gan.load_state_dict(state["model"])
+        opt_d.load_state_dict(state["opt_d"])
+        opt_g.load_state_dict(state["opt_g"])
+        g.set_state(state["generator"])
+        if hasattr(loader, "_epoch"):
+            loader._epoch = int(state["loader_epoch"])  # type: ignore[attr-defined]
+        history, start = state["history"], int(state["epoch"])
+        print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
     gan.train()
-    bar = tqdm(total=epochs * len(loader), desc=desc, leave=False, mininterval=1.0)  # type: ignore[arg-type]
-    for epoch in range(epochs):
+    bar = tqdm(total=epochs * len(loader), initial=start * len(loader), desc=desc, leave=False,  # type: ignore[arg-type]
+               mininterval=1.0)
+    for epoch in range(start, epochs):
         n0 = len(history["d_loss"])
         for batch in loader:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -184,6 +207,11 @@ def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, beta
         steps = max(1, len(history["d_loss"]) - n0)
         history["epoch_d_loss"].append(sum(history["d_loss"][n0:]) / steps)
         history["epoch_g_loss"].append(sum(history["g_loss"][n0:]) / steps)
+        if resume_path is not None and epoch + 1 < epochs:
+            atomic_save({"format": RESUME_FORMAT, "config": resume_config, "epochs": epochs, "epoch": epoch + 1,
+                         "model": gan.state_dict(), "opt_d": opt_d.state_dict(), "opt_g": opt_g.state_dict(),
+                         "generator": g.get_state(), "loader_epoch": getattr(loader, "_epoch", epoch + 1),
+                         "history": history}, resume_path)
     bar.close()
     gan.eval()
     return history

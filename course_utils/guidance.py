@@ -16,23 +16,25 @@ unconditional branch (null label) of the CFG model as ``eps_theta``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_or_train
+from .checkpoint import RunConfig, arch_dict, load_or_train
 from .data import TensorLoader
 from .device import randn
-from .paths import shipped_checkpoint_dir
 from .profiles import Profile
-from .schedules import NoiseSchedule, check_timesteps
+from .schedules import NoiseSchedule
 from .training import train
 from .unet import ResBlock, _groups, timestep_embedding
+from .validation import check_image_batch, check_labels, check_timesteps, extract
 
-__all__ = ["NoisyClassifier", "noisy_classifier_config", "make_noisy_classifier", "noisy_classifier_loss",
-           "train_noisy_classifier", "classifier_log_prob_grad", "apply_classifier_guidance",
+__all__ = ["NoisyClassifier", "ClassifierArch", "noisy_classifier_config", "make_noisy_classifier",
+           "noisy_classifier_loss", "train_noisy_classifier", "classifier_log_prob_grad", "apply_classifier_guidance",
            "classifier_guided_eps", "classifier_guidance_fn", "best_guidance_weight"]
 
 
@@ -64,17 +66,9 @@ class NoisyClassifier(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(2 * c), 2 * c)
         self.head = nn.Linear(2 * c, num_classes)
 
-    def _check(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s = self.image_size
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (self.in_channels, s, s):
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected images of shape (B, {self.in_channels}, {s}, {s}), got {shape}")
-        if not x.dtype.is_floating_point:
-            raise ValueError(f"x must be a float tensor, got {x.dtype}")
-        return check_timesteps(t, self.T, batch=x.shape[0]).to(x.device)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = self._check(x, t)
+        check_image_batch(x, "x", channels=self.in_channels, size=(self.image_size, self.image_size))
+        t = check_timesteps(t, self.T, batch=x.shape[0]).to(x.device)
         emb = self.time_mlp(timestep_embedding(t, self.time_dim))       # (B, 4c)
         h = self.block1(self.conv_in(x), emb)                           # (B, c, 28, 28)
         h = self.block2(self.down1(h), emb)                             # (B, 2c, 14, 14)
@@ -83,32 +77,25 @@ class NoisyClassifier(nn.Module):
         return self.head(h)                                             # (B, num_classes)
 
 
+@dataclass
+class ClassifierArch:
+    """Architecture of the noise-aware classifier: the arguments of :class:`NoisyClassifier` (``arch`` in checkpoints)."""
+
+    base_channels: int = 32
+    num_classes: int = 10
+    in_channels: int = 1
+    image_size: int = 28
+    T: int = 1000
+
+
 def noisy_classifier_config(profile: Profile, **overrides) -> dict:
-    """Architecture of the noise-aware classifier for ``profile`` (a JSON-able dict)."""
-    cfg = {"base_channels": profile.width, "num_classes": 10, "in_channels": 1, "image_size": 28,
-           "T": profile.num_timesteps}
-    cfg.update(overrides)
-    return cfg
+    """Architecture of the noise-aware classifier for ``profile``: :class:`ClassifierArch` as a JSON-able dict."""
+    return arch_dict(ClassifierArch(**{"base_channels": profile.width, "T": profile.num_timesteps, **overrides}))
 
 
-def make_noisy_classifier(config: dict) -> NoisyClassifier:
+def make_noisy_classifier(arch: dict) -> NoisyClassifier:
     """Build a :class:`NoisyClassifier` from :func:`noisy_classifier_config`'s dict."""
-    return NoisyClassifier(**config)
-
-
-def _check_labels(y: torch.Tensor, b: int, num_classes: int) -> torch.Tensor:
-    y = torch.as_tensor(y)
-    if y.dtype.is_floating_point:
-        raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-    y = y.long()
-    if y.dim() == 0:
-        y = y.expand(b)
-    if y.shape != (b,):
-        raise ValueError(f"expected labels of shape ({b},), got {tuple(y.shape)}")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes - 1}] (the classifier has no null label), "
-                         f"got values from {int(y.min())} to {int(y.max())}")
-    return y
+    return NoisyClassifier(**arch_dict(ClassifierArch(**arch)))
 
 
 def noisy_classifier_loss(classifier: nn.Module, x0: torch.Tensor, y: torch.Tensor, schedule: NoiseSchedule, *,
@@ -118,46 +105,49 @@ def noisy_classifier_loss(classifier: nn.Module, x0: torch.Tensor, y: torch.Tens
     Draws t then eps from ``generator`` (the order of :func:`~course_utils.diffusion.diffusion_loss`).
     """
     b, dev = x0.shape[0], x0.device
-    y = _check_labels(y, b, classifier.num_classes).to(dev)
+    y = check_labels(y, b, num_classes=classifier.num_classes, device=dev)
     t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)          # (B,)
     eps = randn(x0.shape, generator=generator, device=dev)                         # (B, C, H, W)
     return F.cross_entropy(classifier(schedule.q_sample(x0, t, eps), t), y)
 
 
 def train_noisy_classifier(profile: Profile, images: torch.Tensor, labels: torch.Tensor, *,
-                           name: str = "noisy_classifier", schedule: str = "linear", lr: float = 2e-3,
+                           name: str = "noisy_classifier", schedule_name: str = "linear", lr: float = 2e-3,
                            epochs: int | None = None, seed: int = 0, arch: dict | None = None
                            ) -> tuple[NoisyClassifier, dict, dict]:
     """Load or train the noise-aware classifier on ``images`` (N, 1, 28, 28) and ``labels`` (N,).
 
-    Returns ``(classifier, history, config)``; ``epochs`` defaults to ``profile.epochs("noisy_classifier")``.
-    The schedule must be the one of the diffusion model it will guide.
+    Returns ``(classifier, history, config)``, the config being the checkpoint's
+    :class:`~course_utils.checkpoint.RunConfig` as a dict; ``epochs`` defaults to
+    ``profile.epochs("noisy_classifier")``. The schedule (part of the task: the noise levels it
+    learned to read) must be the one of the diffusion model it will guide. A killed run resumes.
     """
     if labels is None or len(labels) != len(images):
         raise ValueError("train_noisy_classifier needs one label per image")
     device = images.device
     arch = arch or noisy_classifier_config(profile)
     epochs = profile.epochs("noisy_classifier") if epochs is None else epochs
-    config = {"model": "NoisyClassifier", "arch": arch, "schedule": schedule, "T": profile.num_timesteps, "lr": lr,
-              "epochs": epochs, "batch_size": profile.batch_size, "n_images": int(len(images)), "seed": seed}
+    config = RunConfig(
+        model="NoisyClassifier", arch=arch, task={"schedule": schedule_name, "T": profile.num_timesteps},
+        train={"lr": lr, "lr_schedule": "cosine", "epochs": epochs, "batch_size": profile.batch_size,
+               "n_images": int(len(images)), "seed": seed})
     torch.manual_seed(seed)
     model = make_noisy_classifier(arch).to(device)
-    sched = NoiseSchedule(schedule, profile.num_timesteps)
+    schedule = NoiseSchedule(schedule_name, profile.num_timesteps)
     g = torch.Generator().manual_seed(seed)
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, yb = batch
-        return noisy_classifier_loss(m, xb, yb, sched, generator=g)
+        return noisy_classifier_loss(m, xb, yb, schedule, generator=g)
 
-    def train_fn() -> dict:
+    def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
-        hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc=name)
+        hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc=name,
+                     resume_path=resume, resume_config=config.as_dict(), generator=g)
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
-    shipped = [shipped_checkpoint_dir() / f"{name}.pt"] if profile.use_pretrained else []
-    history = load_or_train(name, model, config, train_fn, extra_paths=shipped,
-                            pretrained_keys=["model", "arch", "schedule", "T"])
-    return model.eval(), history, config
+    history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained)
+    return model.eval(), history, config.as_dict()
 
 
 def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -167,7 +157,7 @@ def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, t: torch.Te
     Each image's log-probability depends only on that image, so the gradient of their sum gives
     every image its own gradient.
     """
-    y = _check_labels(y, x.shape[0], classifier.num_classes).to(x.device)
+    y = check_labels(y, x.shape[0], num_classes=classifier.num_classes, device=x.device)
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         log_p = F.log_softmax(classifier(x_in, t), dim=1)                      # (B, classes)
@@ -183,8 +173,8 @@ def apply_classifier_guidance(eps: torch.Tensor, grad_log_p: torch.Tensor, t: to
         raise ValueError(f"grad_log_p has shape {tuple(grad_log_p.shape)} but eps has {tuple(eps.shape)}")
     if not math.isfinite(float(scale)):
         raise ValueError(f"the guidance scale must be a finite number, got {scale}")
-    t = check_timesteps(t, len(alpha_bar), batch=eps.shape[0])
-    ab = alpha_bar.to(eps.device, eps.dtype)[t.to(eps.device)].view(-1, 1, 1, 1)   # (B, 1, 1, 1)
+    t = check_timesteps(t, len(alpha_bar), batch=eps.shape[0]).to(eps.device)
+    ab = extract(alpha_bar.to(eps.dtype), t, eps.shape)                            # (B, 1, 1, 1)
     return eps - float(scale) * (1 - ab).sqrt() * grad_log_p
 
 
@@ -204,7 +194,7 @@ def classifier_guidance_fn(model: nn.Module, classifier: nn.Module, y: torch.Ten
     """``eps_fn(x, t)`` for :func:`course_utils.samplers.sample` that applies classifier guidance."""
     classifier.eval()
     y = torch.as_tensor(y)
-    _check_labels(y.reshape(-1), y.numel(), classifier.num_classes)
+    check_labels(y.reshape(-1), y.numel(), num_classes=classifier.num_classes)
     if not math.isfinite(float(scale)):
         raise ValueError(f"the guidance scale must be a finite number, got {scale}")
 

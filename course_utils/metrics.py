@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import TensorLoader, load_mnist
 from .paths import data_dir
 from .training import train
+from .validation import check_image_batch
 
 __all__ = ["MNISTClassifier", "CLASSIFIER_CONFIG", "train_classifier", "get_classifier", "classifier_accuracy",
            "features", "predict", "class_accuracy", "class_histogram", "gaussian_stats", "frechet_distance",
@@ -49,19 +50,11 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(n_features, 10))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        _check_images(x)
+        check_image_batch(x, "x", channels=1, size=(28, 28))
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def _check_images(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"expected MNIST-like images of shape (N, 1, 28, 28) in [-1, 1], got {shape}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"expected float images in [-1, 1], got dtype {x.dtype}; convert uint8 with data.to_unit")
 
 
 def _random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
@@ -129,7 +122,7 @@ def _batched(fn, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
 @torch.no_grad()
 def features(images: torch.Tensor, classifier: MNISTClassifier | None = None) -> torch.Tensor:
     """128-d penultimate features of ``images`` (N, 1, 28, 28) in [-1, 1]; returned on the CPU as float64."""
-    _check_images(images)
+    check_image_batch(images, "images", channels=1, size=(28, 28))
     clf = classifier or get_classifier()
     dev = next(clf.parameters()).device
     return _batched(lambda b: clf.features(b.to(dev).float()).double().cpu(), images)
@@ -138,7 +131,7 @@ def features(images: torch.Tensor, classifier: MNISTClassifier | None = None) ->
 @torch.no_grad()
 def predict(images: torch.Tensor, classifier: MNISTClassifier | None = None) -> torch.Tensor:
     """Predicted digit (N,) for images (N, 1, 28, 28) in [-1, 1]."""
-    _check_images(images)
+    check_image_batch(images, "images", channels=1, size=(28, 28))
     clf = classifier or get_classifier()
     dev = next(clf.parameters()).device
     return _batched(lambda b: clf(b.to(dev).float()).argmax(1).cpu(), images)

@@ -14,6 +14,8 @@ import torch
 
 from .paths import deliverables_dir
 
+_GRID_PAD = 2                                   # pixels between the images of a grid
+
 __all__ = ["image_grid", "show_images", "plot_losses", "save_gif", "save_figure", "deliverable_path"]
 
 
@@ -36,7 +38,7 @@ def save_figure(fig: plt.Figure, save_as: str | None) -> plt.Figure:
     return fig
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, value_range: tuple[float, float] = (-1, 1)) -> np.ndarray:
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = _GRID_PAD, value_range: tuple[float, float] = (-1, 1)) -> np.ndarray:
     """(B, C, H, W) tensor in ``value_range`` -> one (rows*H, nrow*W) or (.., .., 3) array in [0, 1]."""
     if images.dim() == 3:
         images = images.unsqueeze(1)
@@ -56,16 +58,36 @@ def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2, value_range: t
 
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, save_as: str | None = None,
-                scale: float = 0.6, value_range: tuple[float, float] = (-1, 1)) -> plt.Figure:
-    """Show a grid of images in [-1, 1] (B, 1, H, W); returns the figure."""
+                scale: float = 0.6, value_range: tuple[float, float] = (-1, 1), *,
+                row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
+                ax: plt.Axes | None = None) -> plt.Figure:
+    """Show a grid of images in [-1, 1] (B, 1, H, W), ``nrow`` per row; returns the figure.
+
+    ``row_labels`` / ``col_labels`` name each row / column of the grid (e.g. ``"w = 2"``,
+    ``"t = 500"``) at the centre of its images. ``ax`` draws into an existing axes (one panel
+    of a larger figure) instead of a new figure.
+    """
     arr = image_grid(images, nrow=nrow, value_range=value_range)
     h, w = arr.shape[:2]
-    fig, ax = plt.subplots(figsize=(max(2.0, scale * w / 30), max(1.5, scale * h / 30)))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(2.0, scale * w / 30), max(1.5, scale * h / 30)))
     ax.imshow(arr, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    size_h, size_w = images.shape[-2:]
+    n_rows, n_cols = -(-len(images) // max(1, min(nrow, len(images)))), max(1, min(nrow, len(images)))
+    for labels, count, size, set_ticks, axis in ((row_labels, n_rows, size_h, ax.set_yticks, "rows"),
+                                                 (col_labels, n_cols, size_w, ax.set_xticks, "columns")):
+        if labels is None:
+            continue
+        if len(labels) != count:
+            raise ValueError(f"{len(labels)} labels for {count} {axis} of images; pass one label per {axis[:-1]}")
+        set_ticks([_GRID_PAD + i * (size + _GRID_PAD) + size / 2 - 0.5 for i in range(count)], list(labels))
     if title:
         ax.set_title(title)
-    return save_figure(fig, save_as)
+    return save_figure(ax.figure, save_as)
 
 
 def _smooth(y: Sequence[float], k: int) -> np.ndarray:

@@ -11,8 +11,10 @@ import math
 
 import torch
 
-__all__ = ["SCHEDULES", "make_betas", "NoiseSchedule", "q_sample", "check_timesteps", "q_step", "q_sample_iterative",
-           "marginal_moments", "sigma_from_alpha_bar"]
+from .validation import check_alpha_bar, check_image_batch, check_same_shape, check_timesteps, extract
+
+__all__ = ["SCHEDULES", "make_betas", "NoiseSchedule", "q_sample", "q_step", "q_sample_iterative", "marginal_moments",
+           "sigma_from_alpha_bar"]
 
 SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
 
@@ -40,32 +42,12 @@ def make_betas(name: str = "linear", T: int = 1000, beta_start: float = 1e-4, be
     raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def check_timesteps(t: torch.Tensor, T: int, batch: int | None = None) -> torch.Tensor:
-    """Validate integer timesteps in [0, T) (shape (B,) or scalar); returns them as int64 (B,)."""
-    if not isinstance(t, torch.Tensor):
-        t = torch.as_tensor(t)
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"timesteps must be integers (torch.long), got dtype {t.dtype}")
-    t = t.long()
-    if t.dim() == 0 and batch is not None:
-        t = t.expand(batch)
-    if t.dim() != 1:
-        raise ValueError(f"timesteps must have shape (B,), got {tuple(t.shape)}")
-    if batch is not None and t.shape[0] != batch:
-        raise ValueError(f"{t.shape[0]} timesteps for a batch of {batch} images")
-    if len(t) and (t.min() < 0 or t.max() >= T):
-        raise ValueError(f"timesteps must lie in [0, {T - 1}], got values from {int(t.min())} to {int(t.max())}")
-    return t
-
-
 def q_sample(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.  x0, eps: (B, C, H, W); t: (B,) int64."""
-    if x0.dim() != 4:
-        raise ValueError(f"x0 must have shape (B, C, H, W), got {tuple(x0.shape)}")
-    if eps.shape != x0.shape:
-        raise ValueError(f"eps has shape {tuple(eps.shape)} but x0 has {tuple(x0.shape)}")
-    t = check_timesteps(t, len(alpha_bar), batch=x0.shape[0])
-    ab = alpha_bar.to(x0.device, x0.dtype)[t.to(x0.device)].view(-1, 1, 1, 1)   # (B, 1, 1, 1)
+    check_image_batch(x0, "x0")
+    check_same_shape(eps, x0, "eps", "x0")
+    t = check_timesteps(t, len(alpha_bar), batch=x0.shape[0]).to(x0.device)
+    ab = extract(alpha_bar, t, x0.shape).to(x0.dtype)                           # (B, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
@@ -116,24 +98,14 @@ def _check_betas(betas: torch.Tensor) -> torch.Tensor:
     return betas
 
 
-def _check_float_images(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; convert uint8 images with data.to_unit")
-
-
 def q_step(x_prev: torch.Tensor, t: int, eps: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
     """One step of the chain, x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps  (02_forward_process).
 
     x_prev, eps: (B, C, H, W) float; ``t``: one int in [0, T) (0-based, so step 0 turns x_0 into the
     first noisy image, whose ``alpha_bar[0] = 1 - beta_0``); betas: (T,).
     """
-    _check_float_images(x_prev, "x_prev")
-    if eps.shape != x_prev.shape:
-        raise ValueError(f"eps has shape {tuple(eps.shape)} but x_prev has {tuple(x_prev.shape)}")
+    check_image_batch(x_prev, "x_prev")
+    check_same_shape(eps, x_prev, "eps", "x_prev")
     betas = _check_betas(betas)
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(betas):
         raise ValueError(f"t must be an int in [0, {len(betas) - 1}], got {t!r}")
@@ -149,7 +121,7 @@ def q_sample_iterative(x0: torch.Tensor, t: int, betas: torch.Tensor,
     steps compose into N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I). Noise is drawn on the CPU
     from ``generator`` and moved to ``x0``'s device. x0: (B, C, H, W) float; ``t`` an int in [0, T).
     """
-    _check_float_images(x0, "x0")
+    check_image_batch(x0, "x0")
     betas = _check_betas(betas)
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(betas):
         raise ValueError(f"t must be an int in [0, {len(betas) - 1}], got {t!r}")
@@ -165,9 +137,9 @@ def marginal_moments(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor)
 
     x0: (B, C, H, W) float; t: (B,) int64 (or one int for the whole batch).
     """
-    _check_float_images(x0, "x0")
-    t = check_timesteps(t, len(alpha_bar), batch=x0.shape[0])
-    ab = alpha_bar.to(x0.device, x0.dtype)[t.to(x0.device)].view(-1, 1, 1, 1)    # (B, 1, 1, 1)
+    check_image_batch(x0, "x0")
+    t = check_timesteps(t, len(alpha_bar), batch=x0.shape[0]).to(x0.device)
+    ab = extract(alpha_bar, t, x0.shape).to(x0.dtype)                           # (B, 1, 1, 1)
     return ab.sqrt() * x0, (1 - ab).expand_as(x0).clone()
 
 
@@ -178,9 +150,5 @@ def sigma_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
     plus Gaussian noise of standard deviation sigma_t (02 compares denoisers this way; 03 trains at
     one fixed sigma). alpha_bar must lie in (0, 1].
     """
-    ab = torch.as_tensor(alpha_bar, dtype=torch.float64) if not isinstance(alpha_bar, torch.Tensor) else alpha_bar
-    if not ab.dtype.is_floating_point:
-        raise ValueError(f"alpha_bar must be floating point, got dtype {ab.dtype}")
-    if ab.numel() and (ab.min() <= 0 or ab.max() > 1):
-        raise ValueError(f"alpha_bar must lie in (0, 1], got values from {ab.min().item():.3g} to {ab.max().item():.3g}")
+    ab = check_alpha_bar(alpha_bar)
     return ((1 - ab) / ab).sqrt()

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save
 
-__all__ = ["EMA", "train", "cosine_warmup_lr", "RESUME_FORMAT"]
+__all__ = ["EMA", "train", "cosine_warmup_lr", "load_resume_state", "RESUME_FORMAT"]
 
 RESUME_FORMAT = 1
 
@@ -56,7 +56,7 @@ def cosine_warmup_lr(step: int, total: int, warmup: int = 100) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _load_state(path: Path, config: dict | None, epochs: int) -> dict | None:
+def load_resume_state(path: Path, config: dict | None, epochs: int) -> dict | None:
     """The resume state at ``path`` if it is readable and belongs to this run, else None (with the reason)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -80,9 +80,9 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
           optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
           lr_schedule: str | None = None, warmup: int = 100, ema: EMA | None = None,
           grad_clip: float | None = 1.0, desc: str = "train",
-          on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+          on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
           resume_path: str | Path | None = None, resume_config: dict | None = None,
-          generator: torch.Generator | None = None, mixed_precision: bool | None = None) -> dict[str, list[float]]:
+          generator: torch.Generator | None = None, mixed_precision: bool | None = None) -> dict[str, list]:
     """Train ``model`` for ``epochs`` passes over ``loader`` and return the loss history.
 
     ``loss_fn(model, batch)`` returns the loss, or ``(loss, {"name": value, ...})`` to log
@@ -90,11 +90,16 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     ``"cosine"`` (warm-up then cosine decay). History: ``loss`` and every logged term per step,
     ``epoch_loss`` per epoch, ``lr`` per step.
 
+    ``on_epoch_end(epoch, model)`` runs after every epoch, in eval mode; the entries of the dict
+    it may return are stored in the history (and so survive a resume), e.g. the denoised probe
+    images of notebook 03.
+
     ``resume_path``: after every epoch the whole training state (weights, optimizer, LR
     schedule, EMA, history, the state of ``generator`` and the loader's epoch) is saved there
     atomically; a later call with the same ``resume_config`` and ``epochs`` continues after the
     last finished epoch instead of starting over, and ends where an uninterrupted run would.
-    Deleting the file is always safe. The caller removes it once the final checkpoint is saved.
+    Deleting the file is always safe; :func:`~course_utils.checkpoint.load_or_train` deletes it once
+    the final checkpoint is saved.
 
     ``mixed_precision``: run the forward pass under bfloat16 autocast (weights, optimizer and
     EMA stay float32). ``None`` turns it on for a CUDA GPU that supports bfloat16, where it is
@@ -107,17 +112,17 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; use None or 'cosine'")
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
     total = epochs * len(loader)  # type: ignore[arg-type]
-    scheduler = None
+    lr_scheduler = None
     if lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_warmup_lr(s, total, warmup))
-    history: dict[str, list[float]] = {"loss": [], "epoch_loss": [], "lr": []}
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_warmup_lr(s, total, warmup))
+    history: dict[str, list] = {"loss": [], "epoch_loss": [], "lr": []}
     start = 0
-    state = _load_state(Path(resume_path), resume_config, epochs) if resume_path and Path(resume_path).exists() else None
+    state = load_resume_state(Path(resume_path), resume_config, epochs) if resume_path and Path(resume_path).exists() else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
+        if lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            lr_scheduler.load_state_dict(state["lr_scheduler"])
         if ema is not None and state.get("ema") is not None:
             ema.module.load_state_dict(state["ema"])
             ema.num_updates = int(state["ema_updates"])
@@ -159,8 +164,8 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            if lr_scheduler is not None:
+                lr_scheduler.step()
             if ema is not None:
                 ema.update(model)
             pending.append(loss.detach())
@@ -173,19 +178,19 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
         flush(epoch)
         epoch_losses = history["loss"][n_before:]
         history["epoch_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))
+        if on_epoch_end is not None:
+            model.eval()
+            history.update(on_epoch_end(epoch, model) or {})
+            model.train()
         if resume_path is not None and epoch + 1 < epochs:
             atomic_save({
                 "format": RESUME_FORMAT, "config": resume_config, "epochs": epochs, "epoch": epoch + 1,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
                 "ema": ema.module.state_dict() if ema is not None else None,
                 "ema_updates": ema.num_updates if ema is not None else 0,
                 "generator": generator.get_state() if generator is not None else None,
                 "loader_epoch": getattr(loader, "_epoch", epoch + 1), "history": history}, resume_path)
-        if on_epoch_end is not None:
-            model.eval()
-            on_epoch_end(epoch, model)
-            model.train()
     bar.close()
     model.eval()
     return history

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_image_batch, check_labels
+
 __all__ = ["timestep_embedding", "ResBlock", "SelfAttention", "CrossAttention", "UNet", "count_parameters"]
 
 
@@ -185,10 +187,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def _check(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if not x.dtype.is_floating_point:
-            raise ValueError(f"x must be a float tensor, got {x.dtype}")
+        check_image_batch(x, "x", channels=self.in_channels)
         b = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
         if t.dim() == 0:
@@ -198,14 +197,7 @@ class UNet(nn.Module):
         if y is not None:
             if self.num_classes is None:
                 raise ValueError("this UNet is unconditional (num_classes=None); call it without y")
-            y = torch.as_tensor(y, device=x.device).long()
-            if y.dim() == 0:
-                y = y.expand(b)
-            if y.shape != (b,):
-                raise ValueError(f"expected y of shape ({b},), got {tuple(y.shape)}")
-            if (y < 0).any() or (y > self.num_classes).any():
-                raise ValueError(f"labels must lie in [0, {self.num_classes - 1}] (or {self.num_classes} for the null "
-                                 f"label), got values from {int(y.min())} to {int(y.max())}")
+            y = check_labels(y, b, num_classes=self.num_classes, allow_null=True, device=x.device)
         elif self.num_classes is not None:
             y = torch.full((b,), self.num_classes, device=x.device, dtype=torch.long)   # unconditional
         return t, y

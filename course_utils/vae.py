@@ -18,24 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import randn
+from .validation import check_image_batch, check_same_shape
 
-__all__ = ["ConvVAE", "reparameterise", "kl_divergence", "reconstruction_loss", "vae_loss", "sample_prior",
-           "check_images"]
-
-
-def check_images(x: torch.Tensor, what: str = "images") -> None:
-    """Raise ``ValueError`` unless ``x`` is a float tensor of shape (B, 1, 28, 28) (MNIST in [-1, 1])."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor of shape (B, 1, 28, 28), got {type(x).__name__}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        hint = " (add the channel axis with x.unsqueeze(1))" if x.dim() == 3 else ""
-        raise ValueError(f"{what} must have shape (B, 1, 28, 28), got {tuple(x.shape)}{hint}")
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{what} must be float images in [-1, 1], got dtype {x.dtype}; "
-                         "convert uint8 images with course_utils.data.to_unit")
+__all__ = ["GaussianLatentModel", "ConvVAE", "reparameterise", "kl_divergence", "reconstruction_loss", "vae_loss",
+           "sample_prior"]
 
 
 def _check_pair(mu: torch.Tensor, logvar: torch.Tensor) -> None:
+    if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor) or mu.dim() < 2:
+        raise ValueError(f"mu and logvar must be tensors with a batch axis, (B, ...), got "
+                         f"{tuple(getattr(mu, 'shape', ()))} and {tuple(getattr(logvar, 'shape', ()))}")
     if mu.shape != logvar.shape:
         raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
     if not (mu.dtype.is_floating_point and logvar.dtype.is_floating_point):
@@ -43,20 +35,20 @@ def _check_pair(mu: torch.Tensor, logvar: torch.Tensor) -> None:
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma * eps with sigma = exp(logvar / 2). All (B, D); ``eps = 0`` gives the posterior mean."""
+    """z = mu + sigma * eps with sigma = exp(logvar / 2). All (B, D) (or (B, C, h, w) latents, 07); ``eps = 0`` gives mu."""
     _check_pair(mu, logvar)
-    if eps.shape != mu.shape:
-        raise ValueError(f"eps {tuple(eps.shape)} must have the shape of mu {tuple(mu.shape)}")
+    check_same_shape(eps, mu, "eps", "mu")
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per row: (B, D) -> (B,), in nats.
+    """KL( N(mu, diag(exp(logvar))) || N(0, I) ) per image, summed over every latent entry: (B, ...) -> (B,), in nats.
 
-    KL = 1/2 * sum_j ( mu_j^2 + sigma_j^2 - 1 - log sigma_j^2 ).
+    KL = 1/2 * sum_j ( mu_j^2 + sigma_j^2 - 1 - log sigma_j^2 ). The VAE's latent is (B, D); the
+    autoencoder of latent diffusion (07) has a (B, 4, 7, 7) one and uses the same formula.
     """
     _check_pair(mu, logvar)
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +56,39 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     ``x`` in [-1, 1] is mapped to a pixel intensity in [0, 1] (the Bernoulli "probability of ink").
     """
-    check_images(x, "x")
+    check_image_batch(x, "x", channels=1, size=(28, 28))
     if logits.shape != x.shape:
         raise ValueError(f"logits {tuple(logits.shape)} must have the shape of x {tuple(x.shape)}")
     target = (x + 1) / 2
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
 
 
-class ConvVAE(nn.Module):
+class GaussianLatentModel(nn.Module):
+    """An encoder to a diagonal Gaussian q(z | x) and a decoder to Bernoulli pixel logits.
+
+    What the VAE (01) and the KL autoencoder of latent diffusion (07) share: subclasses define
+    ``encode(x) -> (mu, logvar)`` and ``decode_logits(z)``; decoding and the forward pass are here.
+    """
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images (B, 1, 28, 28) in [-1, 1] (the Bernoulli means, rescaled)."""
+        return torch.sigmoid(self.decode_logits(z)) * 2 - 1
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x -> (logits, mu, logvar); ``eps`` samples z = mu + sigma eps, None means the posterior mean (eps = 0)."""
+        mu, logvar = self.encode(x)
+        z = reparameterise(mu, logvar, torch.zeros_like(mu) if eps is None else eps.to(mu.device))
+        return self.decode_logits(z), mu, logvar
+
+
+class ConvVAE(GaussianLatentModel):
     """Encoder conv(28 -> 14 -> 7) -> (mu, logvar); decoder linear -> convT(7 -> 14 -> 28) -> logits.
 
     ``width`` is the channel count of the first conv (the profile's ``width``); ``latent_dim`` is
@@ -100,7 +117,7 @@ class ConvVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, 28, 28) in [-1, 1] -> (mu, logvar), each (B, latent_dim)."""
-        check_images(x, "x")
+        check_image_batch(x, "x", channels=1, size=(28, 28))
         h = self.encoder(x)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
@@ -114,33 +131,26 @@ class ConvVAE(nn.Module):
             raise ValueError(f"z must be a float tensor, got dtype {z.dtype}")
         return self.decoder(z)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (B, latent_dim) -> images (B, 1, 28, 28) in [-1, 1] (the Bernoulli means, rescaled)."""
-        return torch.sigmoid(self.decode_logits(z)) * 2 - 1
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x -> (logits, mu, logvar); ``eps`` None means the posterior mean (eps = 0)."""
-        mu, logvar = self.encode(x)
-        z = reparameterise(mu, logvar, torch.zeros_like(mu) if eps is None else eps.to(mu.device))
-        return self.decode_logits(z), mu, logvar
-
-
-def vae_loss(model: ConvVAE, x: torch.Tensor, eps: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def vae_loss(model: GaussianLatentModel, x: torch.Tensor, eps: torch.Tensor | None = None,
+             generator: torch.Generator | None = None, kl_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Negative ELBO averaged over the batch, and its two terms: ``(loss, {"recon": ..., "kl": ...})``.
 
-    ``eps`` (B, latent_dim) is drawn from ``generator`` when not given. The shape of the return
-    value is what ``training.train`` expects of a loss function that logs extra terms.
+    loss = reconstruction + ``kl_weight`` * KL. ``kl_weight = 1`` is the ELBO of the VAE (01); the
+    autoencoder of latent diffusion (07) uses a small weight, trading a less regular latent for
+    sharper reconstructions. ``eps`` (the shape of mu) is drawn from ``generator`` when not given.
+    The shape of the return value is what ``training.train`` expects of a loss that logs extra terms.
     """
-    check_images(x, "x")
+    if kl_weight < 0:
+        raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
+    check_image_batch(x, "x", channels=1, size=(28, 28))
     mu, logvar = model.encode(x)
     if eps is None:
         eps = randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     z = reparameterise(mu, logvar, eps)
     recon = reconstruction_loss(model.decode_logits(z), x).mean()
     kl = kl_divergence(mu, logvar).mean()
-    return recon + kl, {"recon": recon.item(), "kl": kl.item()}
+    return recon + kl_weight * kl, {"recon": recon.item(), "kl": kl.item()}
 
 
 @torch.no_grad()

@@ -7,8 +7,8 @@ A teaching function reads as its formula plus one check line::
         ab = extract(alpha_bar, t, x0.shape)                 # (B, 1, 1, 1)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
-There is one checker per kind of input (image batches, labels, timesteps, eta, matching shapes)
-and one broadcasting helper, :func:`extract`, for per-timestep coefficients.
+There is one checker per kind of input (image batches, labels, timesteps, eta, alpha_bar values,
+matching shapes) and one broadcasting helper, :func:`extract`, for per-timestep coefficients.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["check_image_batch", "check_same_shape", "check_labels", "check_timesteps", "check_eta", "extract"]
+__all__ = ["check_image_batch", "check_same_shape", "check_labels", "check_timesteps", "check_eta", "check_alpha_bar",
+           "extract"]
 
 
 def _shape(x: object) -> object:
@@ -98,6 +99,23 @@ def check_eta(eta: float) -> float:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
     return float(eta)
+
+
+def check_alpha_bar(alpha_bar: torch.Tensor | float, name: str = "alpha_bar") -> torch.Tensor:
+    """``alpha_bar`` values (a number, or a float tensor of any shape) as a tensor, each in (0, 1].
+
+    A Python number becomes a float64 0-d tensor; a tensor is returned as it is (integer tensors
+    are refused). Used by the samplers' update rules (04, 06) and ``schedules.sigma_from_alpha_bar`` (02).
+    """
+    if isinstance(alpha_bar, bool) or not isinstance(alpha_bar, (int, float, torch.Tensor)):
+        raise ValueError(f"{name} must be a number or a float tensor with values in (0, 1], "
+                         f"got {type(alpha_bar).__name__}")
+    a = alpha_bar if isinstance(alpha_bar, torch.Tensor) else torch.tensor(float(alpha_bar), dtype=torch.float64)
+    if not a.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating point, got dtype {a.dtype}")
+    if a.numel() and not ((a > 0) & (a <= 1)).all():
+        raise ValueError(f"{name} must lie in (0, 1], got values from {a.min().item():.3g} to {a.max().item():.3g}")
+    return a
 
 
 def extract(a: torch.Tensor, t: torch.Tensor, x_shape: Sequence[int]) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from course_utils import checkpoint
-from course_utils.checkpoint import CheckpointError, config_diff, load_checkpoint, load_or_train, save_checkpoint
+from course_utils.checkpoint import (CheckpointError, RunConfig, atomic_save, config_diff, load_checkpoint, load_or_train,
+                                     save_checkpoint)
 
 CONFIG = {"model": "tiny", "width": 3, "lr": 0.01, "layers": [4, 3]}
 
@@ -65,6 +66,10 @@ def test_config_diff():
     assert config_diff(CONFIG, dict(CONFIG)) == []
     diff = config_diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
     assert diff == ["b: saved 2, wanted 3", "c: saved '<absent>', wanted 4"]
+    nested = config_diff({"arch": {"w": 3}, "train": {"epochs": 1}},
+                         {"arch": {"w": 3}, "train": {"epochs": 2, "lr": 0.1}})
+    assert nested == ["train.epochs: saved 1, wanted 2", "train.lr: saved '<absent>', wanted 0.1"]
+    assert config_diff({}, {}) == [] and config_diff({"d": {}}, {"d": {"a": 1}}) != []
 
 
 def test_wrong_architecture(tmp_path):
@@ -89,8 +94,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def dying_save(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"half a checkpoi")
+        f.write(b"half a checkpoi")
         raise KeyboardInterrupt("killed mid-save")
 
     monkeypatch.setattr(checkpoint.torch, "save", dying_save)
@@ -100,73 +104,141 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() == before                              # the old checkpoint is intact
 
 
+def test_atomic_save_is_reproducible(tmp_path):
+    obj = {"w": torch.arange(6, dtype=torch.float16), "config": {"a": [1, 2]}}
+    a, b = atomic_save(obj, tmp_path / "a.pt"), atomic_save(obj, tmp_path / "b.pt")
+    assert a.read_bytes() == b.read_bytes()                # no random temporary name inside the file
+
+
+# --- RunConfig and the load-or-train recipe ---------------------------------------------------------------
+
+def _run(width: int = 3, epochs: int = 1, **changes) -> RunConfig:
+    fields = {"model": "Tiny", "arch": {"width": width, "layers": (4, 3)}, "task": {"sigma": 0.5},
+              "train": {"lr": 0.01, "epochs": epochs}, "depends": {}}
+    return RunConfig(**{**fields, **changes})
+
+
+def test_run_config_sections():
+    cfg = _run()
+    assert cfg.arch == {"width": 3, "layers": [4, 3]}              # JSON form: tuples become lists
+    assert cfg.as_dict() == {"model": "Tiny", "arch": {"width": 3, "layers": [4, 3]}, "task": {"sigma": 0.5},
+                             "train": {"lr": 0.01, "epochs": 1}, "depends": {}}
+    assert cfg.identity() == {k: v for k, v in cfg.as_dict().items() if k != "train"}
+    with pytest.raises(ValueError, match="model family"):
+        RunConfig(model="", arch={})
+    with pytest.raises(TypeError, match="RunConfig.train must be a dict"):
+        RunConfig(model="Tiny", arch={}, train=[1])
+    with pytest.raises(TypeError, match="JSON"):
+        RunConfig(model="Tiny", arch={"t": torch.zeros(1)})
+
+
 def _counting_train(model: nn.Module, calls: list) -> callable:
-    def train_fn():
-        calls.append(1)
+    def train_fn(resume):
+        calls.append(resume)
         with torch.no_grad():
             model[0].weight.fill_(0.25)
         return {"loss": [3.0, 2.0]}
     return train_fn
 
 
-def test_load_or_train_trains_once(tmp_path, capsys):
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """Empty outputs/ and data/ folders; returns (local checkpoint folder, shipped checkpoint folder)."""
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    return tmp_path / "outputs" / "checkpoints", tmp_path / "data" / "checkpoints"
+
+
+def test_load_or_train_trains_once(folders, capsys):
+    local, _ = folders
     calls: list = []
     m1 = _model(0)
-    h1 = load_or_train("tiny", m1, CONFIG, _counting_train(m1, calls), directory=tmp_path)
-    assert len(calls) == 1 and h1 == {"loss": [3.0, 2.0]}
-    assert (tmp_path / "tiny.pt").exists()
+    h1 = load_or_train("tiny", m1, _run(), _counting_train(m1, calls))
+    assert calls == [local / "tiny.resume.pt"] and h1 == {"loss": [3.0, 2.0]}
+    assert load_checkpoint(local / "tiny.pt", _model(1), _run().as_dict())["config"] == _run().as_dict()
     assert "training tiny" in capsys.readouterr().out
     m2 = _model(1)
-    h2 = load_or_train("tiny", m2, CONFIG, _counting_train(m2, calls), directory=tmp_path)
+    h2 = load_or_train("tiny", m2, _run(), _counting_train(m2, calls))
     assert len(calls) == 1                      # loaded, not retrained
     assert h2 == h1 and _same_weights(m1, m2)
     assert "loaded tiny" in capsys.readouterr().out
-    m3 = _model(2)                              # another config: trains again
-    load_or_train("tiny", m3, {**CONFIG, "width": 4}, _counting_train(m3, calls), directory=tmp_path)
-    assert len(calls) == 2
 
 
-def test_load_or_train_retrains_corrupt(tmp_path, capsys):
-    (tmp_path / "tiny.pt").write_bytes(b"\x00garbage")
+def test_local_checkpoint_must_match_the_whole_config(folders, capsys):
     calls: list = []
     m = _model(0)
-    load_or_train("tiny", m, CONFIG, _counting_train(m, calls), directory=tmp_path)
+    load_or_train("tiny", m, _run(epochs=1), _counting_train(m, calls))
+    load_or_train("tiny", _model(0), _run(epochs=2), _counting_train(m, calls))
+    assert len(calls) == 2                      # another epoch count: retrained
+    assert "train.epochs: saved 1, wanted 2" in capsys.readouterr().out
+    load_or_train("tiny", _model(0), _run(epochs=2), _counting_train(m, calls))
+    assert len(calls) == 2                      # the new checkpoint replaced the old one
+
+
+def test_load_or_train_refuses_a_config_that_is_not_a_run_config(folders):
+    with pytest.raises(TypeError, match="RunConfig"):
+        load_or_train("tiny", _model(), {"model": "Tiny"}, lambda resume: None)
+
+
+def test_load_or_train_retrains_corrupt(folders, capsys):
+    local, _ = folders
+    local.mkdir(parents=True)
+    (local / "tiny.pt").write_bytes(b"\x00garbage")
+    calls: list = []
+    m = _model(0)
+    load_or_train("tiny", m, _run(), _counting_train(m, calls))
     assert len(calls) == 1
     assert "refusing checkpoint" in capsys.readouterr().out
-    load_checkpoint(tmp_path / "tiny.pt", _model(3), CONFIG)   # replaced by a valid one
+    load_checkpoint(local / "tiny.pt", _model(3), _run().as_dict())   # replaced by a valid one
 
 
-def test_load_or_train_prefers_extra_paths(tmp_path):
+def test_the_resume_state_is_deleted_once_the_checkpoint_is_saved(folders):
+    local, _ = folders
+    m = _model(0)
+
+    def train_fn(resume):
+        resume.parent.mkdir(parents=True, exist_ok=True)
+        resume.write_bytes(b"state after epoch 1")
+        assert not (local / "tiny.pt").exists()
+        return {"loss": [1.0]}
+
+    load_or_train("tiny", m, _run(), train_fn, verbose=False)
+    assert (local / "tiny.pt").exists() and not (local / "tiny.resume.pt").exists()
+
+
+def test_shipped_weights_match_on_model_arch_task_and_depends(folders, capsys):
+    local, shipped_dir = folders
     shipped = _model(5)
-    save_checkpoint(tmp_path / "shipped" / "tiny.pt", shipped, CONFIG, {"loss": [9.0]})
+    save_checkpoint(shipped_dir / "tiny.pt", shipped, _run(train={"lr": 0.5, "epochs": 40}).as_dict(),
+                    {"loss": [9.0]})
     calls: list = []
     m = _model(0)
-    h = load_or_train("tiny", m, CONFIG, _counting_train(m, calls), directory=tmp_path / "local",
-                      extra_paths=[tmp_path / "shipped" / "tiny.pt"], verbose=False)
-    assert calls == [] and h == {"loss": [9.0]} and _same_weights(m, shipped)
-
-
-def test_default_directory_is_under_course_output(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    load_or_train("tiny", m, _run(), _counting_train(m, calls), shipped=False, verbose=False)
+    assert len(calls) == 1                      # the profile does not use shipped weights: trained
+    (local / "tiny.pt").unlink()
     m = _model(0)
-    load_or_train("tiny", m, CONFIG, lambda: None, verbose=False)
-    assert (tmp_path / "checkpoints" / "tiny.pt").exists()
+    h = load_or_train("tiny", m, _run(), _counting_train(m, calls), shipped=True)
+    assert len(calls) == 1 and h == {"loss": [9.0]} and _same_weights(m, shipped)   # other budget: loaded
+    assert f"loaded tiny from {shipped_dir / 'tiny.pt'}" in capsys.readouterr().out
+    others = {"model: saved 'Tiny', wanted 'Other'": _run(model="Other"),
+              "arch.width: saved 3, wanted 4": _run(width=4),
+              "task.sigma: saved 0.5, wanted 1.0": _run(task={"sigma": 1.0}),
+              "depends.autoencoder: saved '<absent>', wanted 'abc'": _run(depends={"autoencoder": "abc"})}
+    for reason, cfg in others.items():
+        m = _model(0)
+        load_or_train("tiny", m, cfg, _counting_train(m, calls), shipped=True)
+        out = capsys.readouterr().out
+        assert "refusing shipped checkpoint" in out and reason in out, out
+        assert not _same_weights(m, shipped)
+        (local / "tiny.pt").unlink()
+    assert len(calls) == 5                      # each of the four was refused and trained
 
 
-def test_pretrained_keys_relax_the_config_for_shipped_weights(tmp_path):
-    shipped = _model(5)
-    save_checkpoint(tmp_path / "shipped" / "tiny.pt", shipped, {**CONFIG, "epochs": 40})
-    wanted = {**CONFIG, "epochs": 1}
-    calls: list = []
+def test_a_local_checkpoint_comes_before_the_shipped_one(folders):
+    local, shipped_dir = folders
+    save_checkpoint(shipped_dir / "tiny.pt", _model(5), _run().as_dict(), {"loss": [9.0]})
+    mine = _model(6)
+    save_checkpoint(local / "tiny.pt", mine, _run().as_dict(), {"loss": [1.0]})
     m = _model(0)
-    load_or_train("tiny", m, wanted, _counting_train(m, calls), directory=tmp_path / "a",
-                  extra_paths=[tmp_path / "shipped" / "tiny.pt"], verbose=False)
-    assert calls == [1]                                  # epochs differ: refused without pretrained_keys
-    m2 = _model(0)
-    load_or_train("tiny", m2, wanted, _counting_train(m2, calls), directory=tmp_path / "b",
-                  extra_paths=[tmp_path / "shipped" / "tiny.pt"], pretrained_keys=["model", "width"], verbose=False)
-    assert calls == [1] and _same_weights(m2, shipped)   # architecture keys match: loaded
-    m3 = _model(0)
-    load_or_train("tiny", m3, {**wanted, "width": 4}, _counting_train(m3, calls), directory=tmp_path / "c",
-                  extra_paths=[tmp_path / "shipped" / "tiny.pt"], pretrained_keys=["model", "width"], verbose=False)
-    assert calls == [1, 1]                               # another architecture key: refused
+    assert load_or_train("tiny", m, _run(), lambda resume: None, shipped=True, verbose=False) == {"loss": [1.0]}
+    assert _same_weights(m, mine)

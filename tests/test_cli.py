@@ -1,6 +1,7 @@
-"""``python -m course_utils`` and the ``run`` command (course_utils.runner)."""
+"""``python -m course_tools``: the command line and its ``run`` command (course_tools.run)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -11,16 +12,16 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils.__main__ import main as cli_main
+from course_tools.__main__ import main as cli_main
+from course_tools.run import select_notebooks
 from course_utils.paths import project_root
-from course_utils.runner import select_notebooks
 
 ROOT = project_root()
 
 
 def _cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "course_utils", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "course_tools", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -51,7 +52,37 @@ def nb_dir(tmp_path: Path) -> Path:
 
 def test_no_command_prints_help(capsys):
     code, out, _ = _main(capsys)
-    assert code == 2 and "run" in out
+    assert code == 2 and all(f"    {c} " in out for c in ("run", "generate", "release", "grade"))
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["frobnicate"])
+    assert exit_info.value.code == 2 and "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def _imported_modules(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module or "")
+    return names
+
+
+def test_course_utils_never_imports_course_tools():
+    """The teaching package stands alone: course_tools imports course_utils, never the reverse."""
+    offenders = [f"{p.name} imports {name}" for p in sorted((ROOT / "course_utils").glob("*.py"))
+                 for name in _imported_modules(p) if name.split(".")[0] == "course_tools"]
+    assert not offenders, offenders
+
+
+def test_no_package_module_edits_sys_path():
+    """Imports resolve through the installed packages (and PYTHONPATH for subprocesses), never sys.path edits."""
+    sources = sorted((ROOT / "course_utils").glob("*.py")) + sorted((ROOT / "course_tools").rglob("*.py"))
+    offenders = [str(p.relative_to(ROOT)) for p in sources if "sys.path" in p.read_text(encoding="utf-8")]
+    assert len(sources) > 10 and not offenders, offenders
 
 
 def test_unknown_profile():

@@ -1,12 +1,11 @@
-"""DDIM (course_utils.samplers.DDIMScheduler and the functional form in course_utils.editing), notebook 06."""
+"""DDIM (course_utils.samplers: DDIMScheduler and the pure functions ddim_sigma, ddim_step), notebook 06."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from course_utils.device import cpu_generator, randn
-from course_utils.editing import ddim_sigma, ddim_step
-from course_utils.samplers import DDIMScheduler, DDPMScheduler, sample
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, ddim_sigma, ddim_step, ddpm_step, sample
 from course_utils.schedules import NoiseSchedule
 
 SCHED = NoiseSchedule("linear", 1000)
@@ -83,7 +82,8 @@ def test_functional_step_matches_scheduler(eta):
     for t in s.timesteps[:-1].tolist()[::7]:
         prev = s.prev_timestep(t)
         want = s.step(eps, t, x, generator=cpu_generator(9)).prev_sample
-        got = ddim_step(x, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[prev], eta, noise=randn(x.shape, generator=cpu_generator(9)))
+        z = randn(x.shape, generator=cpu_generator(9))
+        got = ddim_step(x, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[prev], eta, noise=z)
         assert torch.allclose(got, want, atol=1e-5), t
 
 
@@ -104,3 +104,43 @@ def test_step_shape_errors():
         DDIMScheduler(SCHED).step(_x(1, (3, 1, 5, 5)), 999, _x(0))
     with pytest.raises(ValueError, match="alpha_bar"):
         ddim_step(_x(0), _x(1), 1.5, 0.6)
+    with pytest.raises(ValueError, match=r"alpha_bar_prev must lie in \(0, 1\]"):
+        ddim_sigma(0.5, torch.tensor([0.5, 0.0]), 1.0)
+    with pytest.raises(ValueError, match="noise has shape"):
+        ddim_step(_x(0), _x(1), 0.5, 0.6, eta=1.0, noise=_x(2, (3, 1, 5, 5)))
+
+
+@pytest.mark.parametrize("clip_sample", [False, True])
+@pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
+def test_scheduler_step_is_the_pure_function_with_the_same_noise(eta, clip_sample):
+    """DDIMScheduler.step = ddim_step with the z it drew from the generator, on every kept step (the last: no z)."""
+    s = DDIMScheduler(SCHED, eta=eta, clip_sample=clip_sample).set_timesteps(20)
+    x, eps = 2 * _x(0), _x(1)                                           # 2 x: large enough for clipping to matter
+    for t in s.timesteps.tolist():
+        prev = s.prev_timestep(t)
+        ab_prev = SCHED.alpha_bar[prev] if prev >= 0 else torch.tensor(1.0)
+        noise = randn(x.shape, generator=cpu_generator(t)) if eta > 0 and prev >= 0 else None
+        out = s.step(eps, t, x, generator=cpu_generator(t))
+        assert torch.equal(out.prev_sample, ddim_step(x, eps, SCHED.alpha_bar[t], ab_prev, eta, noise, clip_sample)), t
+
+
+def test_eta_one_over_all_steps_is_the_ddpm_beta_tilde_step_with_the_same_noise():
+    """The identity is exact; in float64 it holds to rounding even at t = 1, where float32 loses digits."""
+    ab = SCHED.alpha_bar.double()
+    x, eps, z = _x(0).double(), _x(1).double(), _x(2).double()
+    for t in (999, 700, 300, 50, 1):
+        for clip_sample in (False, True):
+            a = ddim_step(x, eps, ab[t], ab[t - 1], eta=1.0, noise=z, clip_sample=clip_sample)
+            b = ddpm_step(x, eps, ab[t], ab[t - 1], "beta_tilde", noise=z, clip_sample=clip_sample)
+            assert torch.allclose(a, b, atol=1e-9), (t, clip_sample)
+
+
+def test_eta_one_ddim_chain_over_all_T_steps_is_the_ddpm_chain():
+    """Both schedulers draw one z per step from the generator, so the whole chains agree, not just one step."""
+    eps_fn = lambda x, t: 0.5 * x  # noqa: E731  (a stand-in noise predictor)
+    x_T = _x(3)
+    ddim = sample(None, DDIMScheduler(SCHED, eta=1.0), x_T.shape, x_T=x_T, eps_fn=eps_fn, generator=cpu_generator(4),
+                  progress=False)
+    ddpm = sample(None, DDPMScheduler(SCHED, variance="beta_tilde"), x_T.shape, x_T=x_T, eps_fn=eps_fn,
+                  generator=cpu_generator(4), progress=False)
+    assert torch.allclose(ddim, ddpm, atol=1e-3)

@@ -61,7 +61,8 @@ def test_train_denoiser_loss_decreases_and_reloads(tmp_path, monkeypatch):
     assert hist["epoch_loss"][-1] < hist["epoch_loss"][0]
     assert torch.tensor(hist["probe_first_epoch"]).shape == (3, 1, 12, 12)
     assert torch.allclose(torch.tensor(hist["probe_last_epoch"]), D.denoise(m, probe), atol=1e-5)
-    assert cfg["width"] == 4 and cfg["sigma"] == D.TRAIN_SIGMA and cfg["epochs"] == 2
+    assert cfg["model"] == "DenoiserUNet" and cfg["arch"] == {"in_channels": 1, "width": 4}
+    assert cfg["task"] == {"sigma": D.TRAIN_SIGMA} and cfg["train"]["epochs"] == 2
     m2, hist2, _ = D.train_denoiser(prof, x, probe=probe, lr=5e-3, name="t_denoiser", verbose=False)   # reload
     assert hist2["probe_first_epoch"] == hist["probe_first_epoch"]
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
@@ -72,11 +73,11 @@ def test_train_denoiser_loss_decreases_and_reloads(tmp_path, monkeypatch):
 def test_bad_input():
     m = D.DenoiserUNet(width=4)
     x = _x()
-    with pytest.raises(ValueError, match=r"shape \(B, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"shape \(B, 1, H, W\)"):
         m(torch.zeros(28, 28))
     with pytest.raises(ValueError, match="float tensor"):
         m(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="has 3 channels, the model expects 1"):
+    with pytest.raises(ValueError, match="has 3 channels, expected 1"):
         m(torch.zeros(1, 3, 28, 28))
     with pytest.raises(ValueError, match="at least 4x4"):
         m(torch.zeros(1, 1, 3, 28))
@@ -84,7 +85,7 @@ def test_bad_input():
         D.DenoiserUNet(width=0)
     with pytest.raises(ValueError, match="in_ch must be a positive int"):
         D.ConvBlock(0, 4)
-    with pytest.raises(ValueError, match="has 2 channels, the model expects 3"):
+    with pytest.raises(ValueError, match="has 2 channels, expected 3"):
         D.conv_block_forward(torch.zeros(1, 2, 4, 4), D.ConvBlock(3, 4))
     with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
         D.add_noise(x, -0.1, torch.zeros_like(x))

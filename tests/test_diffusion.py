@@ -1,12 +1,16 @@
 """L_simple and the load-or-train path of the diffusion models (course_utils.diffusion, 04 and 05)."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils.device import cpu_generator, randn
-from course_utils.diffusion import diffusion_loss, make_unet, train_diffusion, unet_config
+from course_utils.checkpoint import CheckpointError, save_checkpoint
+from course_utils.diffusion import UNetArch, diffusion_loss, load_trained_unet, make_unet, train_diffusion, unet_config
 from course_utils.profiles import PROFILES
 from course_utils.schedules import NoiseSchedule
 
@@ -56,8 +60,11 @@ def test_unet_config_roundtrip():
     p = PROFILES["smoke"]
     cfg = unet_config(p, conditional=True, attention=False)
     assert cfg["base_channels"] == p.width and cfg["num_classes"] == 10 and cfg["attention"] == [False] * 3
+    assert cfg == json.loads(json.dumps(cfg)) and set(cfg) == {f.name for f in dataclasses.fields(UNetArch)}
     m = make_unet(cfg)
     assert m(torch.zeros(1, 1, 28, 28), torch.tensor([5]), torch.tensor([10])).shape == (1, 1, 28, 28)
+    with pytest.raises(TypeError, match="widht"):
+        unet_config(p, widht=8)                                           # a typo is not silently ignored
 
 
 def test_train_diffusion_trains_then_loads(tmp_path, monkeypatch):
@@ -72,7 +79,8 @@ def test_train_diffusion_trains_then_loads(tmp_path, monkeypatch):
     assert seen == [0, 1] and not m.training
     assert len(hist["loss"]) == len(hist["lr"]) == 2 and len(hist["epoch_loss"]) == 2
     assert (tmp_path / "checkpoints" / "tiny_cfg.pt").exists()
-    assert cfg["p_uncond"] == 0.1 and cfg["epochs"] == 2
+    assert cfg["model"] == "UNet" and cfg["arch"]["num_classes"] == 10
+    assert cfg["task"] == {"schedule": "linear", "T": p.num_timesteps, "p_uncond": 0.1} and cfg["train"]["epochs"] == 2
     seen.clear()
     m2, hist2, _ = train_diffusion("tiny_cfg", p, x, y, arch={**arch, "num_classes": 10}, p_uncond=0.1, epochs=2,
                                    on_epoch_end=lambda e, model: seen.append(e))
@@ -80,3 +88,14 @@ def test_train_diffusion_trains_then_loads(tmp_path, monkeypatch):
     assert hist2["loss"] == pytest.approx(hist["loss"])
     for a, b in zip(m.parameters(), m2.parameters()):
         assert torch.equal(a, b)
+
+    loaded, cfg2 = load_trained_unet("tiny_cfg")
+    assert cfg2 == cfg and all(torch.equal(a, b) for a, b in zip(m.parameters(), loaded.parameters()))
+
+
+def test_load_trained_unet_refuses_another_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    save_checkpoint(tmp_path / "checkpoints" / "ddpm.pt", torch.nn.Linear(2, 2),
+                    {"model": "NoisyClassifier", "arch": {}})
+    with pytest.raises(CheckpointError, match="does not hold a diffusion UNet.*'NoisyClassifier'"):
+        load_trained_unet("ddpm")

@@ -9,7 +9,7 @@ import torch
 from course_utils.device import cpu_generator, randn
 from course_utils.editing import (VIEWS, anagram_eps, apply_view, check_mask, ddim_invert, inpaint, invert_view,
                                   sdedit, slerp, slerp_path, visual_anagram)
-from course_utils.samplers import DDIMScheduler, DDPMScheduler, guided_eps, sample
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, ddim_step, guided_eps, sample
 from course_utils.schedules import NoiseSchedule
 from course_utils.unet import UNet
 
@@ -51,6 +51,31 @@ def test_inversion_round_trip_is_exact_for_a_noise_independent_of_x():
     assert torch.allclose(x_T, ab.sqrt() * x0 + (1 - ab).sqrt() * e, atol=1e-4)
     back = sample(None, s, x0.shape, x_T=x_T, eps_fn=eps_fn, progress=False)
     assert (back - x0).abs().max() < 1e-3
+
+
+def test_inversion_then_ddim_decoding_reconstructs_better_with_smaller_steps():
+    """With eps depending on x, inversion uses eps(x_s, t) for eps(x_t, t): the error shrinks with the step size."""
+    eps_fn = lambda x, t: 0.3 * x  # noqa: E731
+    x0 = _x(2).clamp(-1, 1)
+    errs = []
+    for steps in (10, 50, 200):
+        s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(steps)
+        x_T = ddim_invert(None, x0, s, eps_fn=eps_fn)
+        back = sample(None, s, x0.shape, x_T=x_T, eps_fn=eps_fn, progress=False)
+        errs.append((back - x0).abs().max().item())
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.05, errs
+
+
+def test_inversion_step_is_the_eta_zero_ddim_step_going_up():
+    e = _x(7)
+    x0 = _x(1).clamp(-1, 1)
+    s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(4)
+    _, traj = ddim_invert(None, x0, s, eps_fn=lambda x, t: e, return_trajectory=True)
+    ts = s.timesteps.flip(0).tolist()                                   # 0, 333, 666, 999
+    assert torch.equal(traj[0][1], ddim_step(x0, e, 1.0, SCHED.alpha_bar[0]))
+    for (t_from, x_from), (t_to, x_to) in zip(traj, traj[1:]):
+        assert torch.equal(x_to, ddim_step(x_from, e, SCHED.alpha_bar[t_from], SCHED.alpha_bar[t_to], eta=0.0))
+    assert [t for t, _ in traj] == ts
 
 
 def test_inversion_with_a_model_and_trajectory(tiny_cond_unet):

@@ -1,4 +1,5 @@
-"""The generate command: output format, determinism, usage errors."""
+"""The generate command (course_tools.generate): output format, determinism, usage errors."""
+import os
 import subprocess
 import sys
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checkpoint import save_checkpoint
+from course_tools.__main__ import main
+from course_tools.generate import generate
+from course_utils.checkpoint import RunConfig, save_checkpoint, weights_digest
 from course_utils.diffusion import make_unet, unet_config
-from course_utils.generate import generate
 from course_utils.profiles import get_profile
 
 
@@ -23,7 +25,8 @@ def tiny_models(tmp_path, monkeypatch):
         model = make_unet(arch)
         for p in model.conv_out.parameters():   # non-zero output so samples depend on the model
             torch.nn.init.normal_(p, std=0.1)
-        save_checkpoint(tmp_path / "checkpoints" / f"{name}.pt", model, {"arch": arch, "schedule": "linear", "T": 1000})
+        task = {"schedule": "linear", "T": 1000, "p_uncond": 0.1 if cond else 0.0}
+        save_checkpoint(tmp_path / "checkpoints" / f"{name}.pt", model, RunConfig("UNet", arch, task).as_dict())
     return tmp_path
 
 
@@ -52,11 +55,10 @@ def test_generate_bad_arguments_raise():
 
 
 def _cli(*args, env_dir=None):
-    import os
     env = dict(os.environ)
     if env_dir:
         env["COURSE_OUTPUT"] = str(env_dir)
-    return subprocess.run([sys.executable, "-m", "course_utils", "generate", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "course_tools", "generate", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 
@@ -69,7 +71,6 @@ def _cli(*args, env_dir=None):
     (["--model", "nope"], "invalid choice"),
 ])
 def test_cli_usage_errors_are_not_tracebacks(args, message, capsys):
-    from course_utils.__main__ import main
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", *args])
     assert exit_info.value.code == 2
@@ -85,7 +86,6 @@ def test_cli_writes_npz(tiny_models, tmp_path):
 
 
 def test_cli_missing_checkpoint_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    from course_utils.__main__ import main
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "empty"))
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data"))
     with pytest.raises(SystemExit) as exit_info:
@@ -100,28 +100,24 @@ def test_generate_ldm_decodes_to_images(tiny_models):
     prof = get_profile("smoke")
     torch.manual_seed(0)
     ae = KLAutoencoder(4, 8)
-    save_checkpoint(tiny_models / "checkpoints" / "autoencoder.pt", ae, {"arch": {"latent_channels": 4, "width": 8}})
-    arch = ldm_config(prof)
-    save_checkpoint(tiny_models / "checkpoints" / "ldm.pt", make_unet(arch),
-                    {"arch": arch, "schedule": "linear", "T": 1000, "n_images": 64})
+    save_checkpoint(tiny_models / "checkpoints" / "autoencoder.pt", ae,
+                    RunConfig("KLAutoencoder", {"latent_channels": 4, "width": 8}).as_dict())
+    config = RunConfig("UNet", ldm_config(prof), {"schedule": "linear", "T": 1000, "p_uncond": 0.1},
+                       train={"n_images": 64}, depends={"autoencoder": weights_digest(ae)})
+    save_checkpoint(tiny_models / "checkpoints" / "ldm.pt", make_unet(config.arch), config.as_dict())
     images, labels = generate("ldm", num=4, steps=2, label=5, progress=False)
     assert images.shape == (4, 28, 28) and images.dtype == np.uint8
     assert labels.tolist() == [5, 5, 5, 5]
 
 
-def test_default_guidance_reads_notebook_05_then_the_manifest(tmp_path, monkeypatch):
-    import json
+def test_default_guidance_is_the_recorded_best_w(tiny_models, monkeypatch):
+    """Without --guidance, generate samples at deliverables.best_w(): a recorded w changes the images."""
+    from course_utils.deliverables import record_best_w
 
-    from course_utils import generate as gen
-    run, shipped = tmp_path / "run", tmp_path / "shipped"
-    run.mkdir()
-    shipped.mkdir()
-    monkeypatch.setattr(gen, "output_dir", lambda: run)
-    monkeypatch.setattr(gen, "shipped_checkpoint_dir", lambda: shipped)
-    assert gen.default_guidance() == gen.FALLBACK_GUIDANCE                 # nothing recorded yet
-    (shipped / "manifest.json").write_text(json.dumps({"best_w": 5.0}))
-    assert gen.default_guidance() == 5.0                                   # the shipped models' sweep
-    (run / "05_best_w.json").write_text("{not json")
-    assert gen.default_guidance() == 5.0                                   # a broken record is skipped
-    (run / "05_best_w.json").write_text(json.dumps({"best_w": 2.0}))
-    assert gen.default_guidance() == 2.0                                   # this student's own run wins
+    monkeypatch.setenv("COURSE_DATA", str(tiny_models / "no-data"))           # no shipped manifest
+    scores = {0.0: {"accuracy": 0.1}, 1.0: {"accuracy": 0.5}, 7.0: {"accuracy": 0.9}}
+    record_best_w(7.0, scores)
+    at_7, _ = generate("cfg", num=4, steps=2, seed=3, progress=False)
+    assert np.array_equal(at_7, generate("cfg", num=4, steps=2, seed=3, guidance=7.0, progress=False)[0])
+    record_best_w(0.0, scores)
+    assert not np.array_equal(at_7, generate("cfg", num=4, steps=2, seed=3, progress=False)[0])

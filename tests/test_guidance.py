@@ -123,7 +123,9 @@ def test_loss_and_train_then_load(tmp_path, monkeypatch):
         noisy_classifier_loss(c, x, y + 1, SCHED)
     arch = noisy_classifier_config(p, base_channels=4)
     m, hist, cfg = train_noisy_classifier(p, x, y, arch=arch, epochs=1)
-    assert len(hist["loss"]) == 1 and cfg["epochs"] == 1 and not m.training
+    assert len(hist["loss"]) == 1 and cfg["train"]["epochs"] == 1 and not m.training
+    assert cfg["model"] == "NoisyClassifier" and cfg["arch"] == arch
+    assert cfg["task"] == {"schedule": "linear", "T": p.num_timesteps}
     assert (tmp_path / "checkpoints" / "noisy_classifier.pt").exists()
     m2, hist2, _ = train_noisy_classifier(p, x, y, arch=arch, epochs=1)
     assert hist2["loss"] == pytest.approx(hist["loss"])

@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from course_utils import get_profile
-from course_utils.autoencoder import KLAutoencoder, autoencoder_loss, kl_term, train_autoencoder
+from course_utils.autoencoder import KLAutoencoder, check_latents, train_autoencoder
+from course_utils.checkpoint import CheckpointError, RunConfig, save_checkpoint, weights_digest
 from course_utils.device import cpu_generator, randn
 from course_utils.diffusion import make_unet
-from course_utils.latent import (LATENT_SHAPE, check_latents, compute_scale_factor, decode_latents, encode_images,
-                                 generate, latent_scheduler, ldm_config, train_ldm, training_throughput)
-from course_utils.vae import kl_divergence
+from course_utils.samplers import sample_batches
+from course_utils.latent import (LATENT_SHAPE, compute_scale_factor, decode_latents, encode_images,
+                                 latent_scheduler, ldm_config, load_trained_ldm, train_ldm, training_throughput)
+from course_utils.vae import kl_divergence, vae_loss
 
 PROFILE = get_profile("smoke")
 
@@ -35,20 +37,20 @@ def test_autoencoder_shapes(ae):
     assert torch.allclose(logits, ae.decode_logits(mu)) and torch.equal(mu, mu2)
 
 
-def test_kl_term_matches_the_vae_kl_on_flattened_latents():
+def test_the_kl_of_spatial_latents_is_the_vae_kl_of_the_flattened_latents():
     mu, logvar = randn((3, 4, 7, 7), generator=cpu_generator(1)), randn((3, 4, 7, 7), generator=cpu_generator(2))
-    assert torch.allclose(kl_term(mu, logvar), kl_divergence(mu.flatten(1), logvar.flatten(1)))
-    assert torch.equal(kl_term(torch.zeros(2, 4, 7, 7), torch.zeros(2, 4, 7, 7)), torch.zeros(2))
+    assert torch.allclose(kl_divergence(mu, logvar), kl_divergence(mu.flatten(1), logvar.flatten(1)))
+    assert torch.equal(kl_divergence(torch.zeros(2, 4, 7, 7), torch.zeros(2, 4, 7, 7)), torch.zeros(2))
     with pytest.raises(ValueError, match="same shape"):
-        kl_term(mu, logvar[:, :2])
+        kl_divergence(mu, logvar[:, :2])
 
 
-def test_autoencoder_loss_logs_both_terms(ae):
-    loss, logs = autoencoder_loss(ae, _images(), kl_weight=0.01, generator=cpu_generator(0))
+def test_the_autoencoder_loss_is_the_vae_loss_with_a_light_kl_weight(ae):
+    loss, logs = vae_loss(ae, _images(), kl_weight=0.01, generator=cpu_generator(0))
     assert set(logs) == {"recon", "kl"}
     assert loss.item() == pytest.approx(logs["recon"] + 0.01 * logs["kl"], rel=1e-4)
     with pytest.raises(ValueError, match="kl_weight"):
-        autoencoder_loss(ae, _images(), kl_weight=-1.0)
+        vae_loss(ae, _images(), kl_weight=-1.0)
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 8, 8), (2, 3, 7, 7), (4, 7, 7), (2, 196)])
@@ -56,9 +58,9 @@ def test_wrong_latent_shape(ae, shape):
     z = torch.zeros(shape)
     with pytest.raises(ValueError, match=r"\(B, 4, 7, 7\)"):
         ae.decode(z)
-    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+    with pytest.raises(ValueError, match=r"^latents .*\(B, 4, 7, 7\)"):
         check_latents(z)
-    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+    with pytest.raises(ValueError, match=r"\(B, 4, 7, 7\)"):
         decode_latents(ae, z, 1.0)
 
 
@@ -81,7 +83,7 @@ def test_scale_factor_gives_unit_variance(ae):
 
 def test_train_ldm_refuses_bad_latents(ae):
     y = torch.zeros(8, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"\(N, 4, 7, 7\)"):
+    with pytest.raises(ValueError, match=r"\(B, 4, 7, 7\)"):
         train_ldm(PROFILE, torch.zeros(8, 1, 28, 28), y, autoencoder=ae)
     with pytest.raises(ValueError, match="unit variance"):
         train_ldm(PROFILE, 10 * randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y, autoencoder=ae)
@@ -91,11 +93,10 @@ def test_train_ldm_refuses_bad_latents(ae):
         train_ldm(PROFILE, randn((8, *LATENT_SHAPE), generator=cpu_generator(0)), y, autoencoder="ae.pt")
 
 
-def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch):
+def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch, capsys):
     """A shipped ldm trained on another autoencoder's latents must not be loaded (it would decode garbage)."""
     import dataclasses
 
-    from course_utils.checkpoint import weights_digest
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "out"))
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
     prof = dataclasses.replace(PROFILE, use_pretrained=True, width=8)
@@ -105,7 +106,7 @@ def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch):
     other = KLAutoencoder(width=8)
     assert weights_digest(other) != weights_digest(ae_fixture := KLAutoencoder(width=8))
     _, _, cfg = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1)
-    assert cfg["autoencoder"] == weights_digest(ae_fixture)
+    assert cfg["depends"] == {"autoencoder": weights_digest(ae_fixture)}
     shipped = tmp_path / "data" / "checkpoints"
     shipped.mkdir(parents=True)
     (tmp_path / "out" / "checkpoints" / "ldm.pt").rename(shipped / "ldm.pt")
@@ -113,13 +114,29 @@ def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch):
     _, hist, _ = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=3)
     assert len(hist["epoch_loss"]) == 1                       # the shipped 1-epoch run, not a new 3-epoch one
     (tmp_path / "out" / "checkpoints" / "ldm.pt").unlink(missing_ok=True)
+    capsys.readouterr()
     _, hist, _ = train_ldm(prof, z, y, autoencoder=other, epochs=2)
     assert len(hist["epoch_loss"]) == 2                       # refused and retrained
+    assert "refusing shipped checkpoint" in capsys.readouterr().out
     assert not (tmp_path / "out" / "checkpoints" / "ldm.resume.pt").exists()   # finished: no resume state left
 
 
+def test_load_trained_ldm_refuses_another_autoencoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data"))
+    arch = {**ldm_config(PROFILE), "base_channels": 8}
+    torch.manual_seed(0)
+    ae, other = KLAutoencoder(width=8), KLAutoencoder(width=8)
+    save_checkpoint(tmp_path / "checkpoints" / "autoencoder.pt", ae,
+                    RunConfig(model="KLAutoencoder", arch={"latent_channels": 4, "width": 8}).as_dict())
+    ldm = RunConfig(model="UNet", arch=arch, task={"schedule": "linear", "T": 1000, "p_uncond": 0.1},
+                    train={"n_images": 64}, depends={"autoencoder": weights_digest(other)})
+    save_checkpoint(tmp_path / "checkpoints" / "ldm.pt", make_unet(arch), ldm.as_dict())
+    with pytest.raises(CheckpointError, match="another autoencoder"):
+        load_trained_ldm()
+
+
 def test_weights_digest_survives_float16_export():
-    from course_utils.checkpoint import weights_digest
     torch.manual_seed(0)
     a = KLAutoencoder(width=8)
     b = KLAutoencoder(width=8)
@@ -130,7 +147,7 @@ def test_weights_digest_survives_float16_export():
     assert weights_digest(a) != weights_digest(b)
 
 
-def test_ldm_unet_generate_and_throughput():
+def test_ldm_unet_samples_in_batches_and_throughput():
     cfg = ldm_config(PROFILE)
     assert cfg["in_channels"] == 4 and cfg["cond"] == "cross_attention" and cfg["num_classes"] == 10
     torch.manual_seed(0)
@@ -138,12 +155,11 @@ def test_ldm_unet_generate_and_throughput():
     sched = latent_scheduler(PROFILE, steps=3)
     assert not sched.clip_sample and sched.num_inference_steps == 3
     labels = torch.arange(5)
-    z, seconds = generate(model, sched, labels, LATENT_SHAPE, guidance=3.0, seed=1, batch_size=2)
-    z2, _ = generate(model, sched, labels, LATENT_SHAPE, guidance=3.0, seed=1, batch_size=5)
-    assert z.shape == (5, *LATENT_SHAPE) and seconds > 0
+    z = sample_batches(model, sched, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=2, progress=False)
+    z2 = sample_batches(model, sched, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=5,
+                        progress=False)
+    assert z.shape == (5, *LATENT_SHAPE)
     assert torch.allclose(z, z2, atol=1e-5)            # batching does not change the samples
-    with pytest.raises(ValueError, match="item_shape"):
-        generate(model, sched, labels, (4, 7), guidance=3.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rate = training_throughput(model, randn((16, *LATENT_SHAPE), generator=cpu_generator(0)), torch.arange(16) % 10,
                                batch_size=8, steps=1, warmup=0)
@@ -156,7 +172,9 @@ def test_train_autoencoder_saves_then_loads(tmp_path, monkeypatch, capsys):
     x = _images(128, seed=3)
     m1, h1, cfg = train_autoencoder(PROFILE, x, epochs=1)
     assert (tmp_path / "checkpoints" / "autoencoder.pt").exists()
-    assert len(h1["loss"]) == 1 and "kl" in h1 and cfg["arch"]["width"] == PROFILE.width
+    assert len(h1["loss"]) == 1 and "kl" in h1
+    assert cfg["model"] == "KLAutoencoder" and cfg["arch"] == {"latent_channels": 4, "width": PROFILE.width}
+    assert cfg["task"] == {"kl_weight": 0.01}
     m2, h2, _ = train_autoencoder(PROFILE, x, epochs=1)
     assert "loaded autoencoder" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))

@@ -54,9 +54,9 @@ def test_gaussian_stats():
 def test_wrong_image_shape_or_dtype():
     model = MNISTClassifier()
     for bad in (torch.zeros(2, 28, 28), torch.zeros(2, 3, 28, 28), torch.zeros(2, 1, 32, 32)):
-        with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        with pytest.raises(ValueError, match=r"images .*\(B, 1, 28, 28\)"):
             features(bad, model)
-        with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        with pytest.raises(ValueError, match=r"images .*\(B, 1, 28, 28\)"):
             predict(bad, model)
     with pytest.raises(ValueError, match="to_unit"):
         features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), model)

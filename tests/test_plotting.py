@@ -77,3 +77,24 @@ def test_deliverable_names(_output):
     for bad in ("../escape", "/abs/path"):
         with pytest.raises(ValueError, match="plain relative"):
             deliverable_path(bad)
+
+
+def test_show_images_labels_rows_and_columns_at_image_centres():
+    fig = show_images(_images(6), nrow=3, row_labels=["a", "b"], col_labels=["x", "y", "z"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
+    # centres of 28-pixel images separated by 2-pixel pads: 2 + 14 - 0.5, then every 30 pixels
+    assert list(ax.get_yticks()) == [15.5, 45.5]
+    assert list(ax.get_xticks()) == [15.5, 45.5, 75.5]
+
+
+def test_show_images_refuses_a_label_count_that_does_not_fit():
+    with pytest.raises(ValueError, match="3 labels for 2 rows"):
+        show_images(_images(6), nrow=3, row_labels=["a", "b", "c"])
+
+
+def test_show_images_draws_into_a_given_axes():
+    fig, axes = plt.subplots(2, 1)
+    out = show_images(_images(4), nrow=4, ax=axes[1], col_labels=list("abcd"))
+    assert out is fig and axes[1].images and not axes[0].images

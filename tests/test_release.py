@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from course_utils.__main__ import main as cli
-from course_utils.release import (GENERIC_HINT, SolutionMarkerError, cell_source, dump_notebook, find_exercises,
+from course_tools.__main__ import main as cli
+from course_tools.release import (GENERIC_HINT, SolutionMarkerError, cell_source, dump_notebook, find_exercises,
                                   read_notebook, release_notebooks, solution_blocks, strip_solutions,
                                   student_notebook)
 
@@ -153,11 +155,29 @@ def test_every_exercise_has_a_stub_that_parses(path):
 def test_committed_student_copies_equal_a_fresh_release(tmp_path):
     committed = ROOT / "student"
     if not committed.is_dir():
-        pytest.skip("student/ does not exist yet: generate it with `python -m course_utils release` "
+        pytest.skip("student/ does not exist yet: generate it with `./course.sh release` "
                     "once the notebooks are final")
     release_notebooks(ROOT / "notebooks", tmp_path, verbose=False)
     fresh = {p.name: p.read_bytes() for p in tmp_path.glob("*.ipynb")}
     ours = {p.name: p.read_bytes() for p in committed.glob("*.ipynb")}
     assert sorted(ours) == sorted(fresh), "student/ and notebooks/ hold different notebooks; re-run the release"
     stale = [name for name in fresh if ours[name] != fresh[name]]
-    assert not stale, f"student/ is out of date for {stale}; run `python -m course_utils release`"
+    assert not stale, f"student/ is out of date for {stale}; run `./course.sh release`"
+
+
+def test_release_command_does_not_load_torch(tmp_path):
+    """``python -m course_tools release`` only edits JSON: a real release in a fresh Python, torch never imported."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / FIXTURE_NB.name).write_bytes(FIXTURE_NB.read_bytes())
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['course_tools', 'release', '--notebooks-dir', {str(src)!r}, "
+             f"'--out', {str(tmp_path / 'out')!r}]\n"
+             "try:\n    runpy.run_module('course_tools', run_name='__main__', alter_sys=True)\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'course_utils'}))\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "LOADED []" in r.stdout, r.stdout
+    student = read_notebook(tmp_path / "out" / FIXTURE_NB.name)
+    assert "raise NotImplementedError(" in "".join(cell_source(c) for c in student["cells"])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from course_utils.device import cpu_generator, randn
-from course_utils.samplers import DDIMScheduler, DDPMScheduler, guided_eps, sample
+from course_utils.samplers import (DDIMScheduler, DDPMScheduler, ddpm_step, guided_eps, pred_original_sample,
+                                   sample)
 from course_utils.schedules import NoiseSchedule
 from course_utils.unet import UNet
 
@@ -33,16 +34,65 @@ def test_ddpm_step_is_algorithm_2(variance, t):
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_ddpm_step_pred_x0_and_clipping():
+def test_ddpm_step_pred_original_sample_and_clipping():
     g = cpu_generator(2)
     x0 = randn(3, 1, 8, 8, generator=g).clamp(-1, 1)
     eps = randn(3, 1, 8, 8, generator=g)
     t = 300
     x_t = SCHED.q_sample(x0, torch.full((3,), t), eps)
     out = DDPMScheduler(SCHED).step(eps, t, x_t, generator=cpu_generator(0))
-    assert torch.allclose(out.pred_x0, x0, atol=1e-4)                  # the true eps recovers x_0
-    big = DDPMScheduler(SCHED).step(eps + 5, t, x_t, generator=cpu_generator(0)).pred_x0
+    assert torch.allclose(out.pred_original_sample, x0, atol=1e-4)     # the true eps recovers x_0
+    big = DDPMScheduler(SCHED).step(eps + 5, t, x_t, generator=cpu_generator(0)).pred_original_sample
     assert big.min() >= -1 and big.max() <= 1                           # clip_sample
+
+
+def test_pred_original_sample_inverts_q_sample():
+    g = cpu_generator(5)
+    x0, eps = randn(3, 1, 8, 8, generator=g).clamp(-1, 1), randn(3, 1, 8, 8, generator=g)
+    t = torch.tensor([10, 500, 990])
+    x_t = SCHED.q_sample(x0, t, eps)
+    ab = SCHED.alpha_bar[t].view(-1, 1, 1, 1)                           # one level per image (B, 1, 1, 1)
+    assert torch.allclose(pred_original_sample(x_t, eps, ab), x0, atol=1e-3)
+    assert torch.equal(pred_original_sample(x_t, eps + 5, ab, clip_sample=True),
+                       pred_original_sample(x_t, eps + 5, ab).clamp(-1, 1))
+    assert torch.equal(pred_original_sample(x0, eps, 1.0), x0)          # alpha_bar = 1: no noise at all
+    with pytest.raises(ValueError, match="eps has shape"):
+        pred_original_sample(x_t, eps[:2], ab)
+    with pytest.raises(ValueError, match=r"alpha_bar_t must lie in \(0, 1\]"):
+        pred_original_sample(x_t, eps, 0.0)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+@pytest.mark.parametrize("t", [999, 500, 1])
+def test_pure_ddpm_step_is_algorithm_2_with_the_same_noise(variance, t):
+    g = cpu_generator(6)
+    x_t, eps = randn(4, 1, 8, 8, generator=g), randn(4, 1, 8, 8, generator=g)
+    z = randn(x_t.shape, generator=cpu_generator(1))
+    got = ddpm_step(x_t, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[t - 1], variance, noise=z)
+    want = algorithm2_step(eps, t, x_t, variance, cpu_generator(1))    # draws the same z
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    mean = ddpm_step(x_t, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[t - 1], variance)    # noise=None: the mean
+    assert torch.allclose(mean, (x_t - SCHED.betas[t] / (1 - SCHED.alpha_bar[t]).sqrt() * eps) / SCHED.alphas[t].sqrt(),
+                          atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown variance"):
+        ddpm_step(x_t, eps, SCHED.alpha_bar[t], SCHED.alpha_bar[t - 1], "learned")
+
+
+@pytest.mark.parametrize("clip_sample", [False, True])
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_scheduler_step_is_the_pure_function_with_the_same_noise(variance, clip_sample):
+    """DDPMScheduler.step = ddpm_step with the z it drew from the generator (none on the last step)."""
+    g = cpu_generator(7)
+    x, eps = 2 * randn(2, 1, 8, 8, generator=g), randn(2, 1, 8, 8, generator=g)
+    s = DDPMScheduler(SCHED, variance=variance, clip_sample=clip_sample).set_timesteps(12)
+    for t in s.timesteps.tolist():
+        prev = s.prev_timestep(t)
+        ab_prev = SCHED.alpha_bar[prev] if prev >= 0 else torch.tensor(1.0)
+        noise = randn(x.shape, generator=cpu_generator(t)) if prev >= 0 else None
+        out = s.step(eps, t, x, generator=cpu_generator(t))
+        want = ddpm_step(x, eps, SCHED.alpha_bar[t], ab_prev, variance, noise, clip_sample)
+        assert torch.equal(out.prev_sample, want), t
+        assert torch.equal(out.pred_original_sample, pred_original_sample(x, eps, SCHED.alpha_bar[t], clip_sample))
 
 
 def test_set_timesteps_strides_and_one_step_starts_at_noise():
@@ -128,3 +178,27 @@ def test_sample_loop_reproducible_trajectory_and_checks():
         sample(m, sched, (2, 1, 12, 12), y=torch.tensor([3, 11]), progress=False)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         sample(m, sched, (2, 3, 12, 12), progress=False)               # wrong number of channels
+
+
+def test_sample_batches_does_not_depend_on_the_batch_size():
+    from course_utils.samplers import sample_batches
+    sched = DDIMScheduler(NoiseSchedule("linear", 50)).set_timesteps(5)
+    model = lambda x, t: 0.1 * x                                             # noqa: E731  a fixed eps estimate
+    a = sample_batches(model, sched, 7, (1, 4, 4), seed=3, batch_size=7, progress=False)
+    b = sample_batches(model, sched, 7, (1, 4, 4), seed=3, batch_size=2, progress=False)
+    assert a.shape == (7, 1, 4, 4) and torch.equal(a, b)
+    c = sample_batches(model, sched, 7, (1, 4, 4), seed=4, batch_size=7, progress=False)
+    assert not torch.equal(a, c)
+
+
+def test_sample_batches_decodes_each_batch_and_checks_its_arguments():
+    from course_utils.samplers import sample_batches
+    sched = DDIMScheduler(NoiseSchedule("linear", 50)).set_timesteps(3)
+    model = lambda x, t: torch.zeros_like(x)                                 # noqa: E731
+    out = sample_batches(model, sched, 5, (2, 3, 3), seed=0, batch_size=2, progress=False,
+                         decode=lambda z: z.sum(1, keepdim=True))
+    assert out.shape == (5, 1, 3, 3)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        sample_batches(model, sched, 0, (1, 3, 3))
+    with pytest.raises(ValueError, match="labels of shape"):
+        sample_batches(model, sched, 4, (1, 3, 3), labels=torch.zeros(3, dtype=torch.long))

@@ -1,8 +1,9 @@
-"""The shipped checkpoints (data/checkpoints/): intact, and loadable by the `cpu` profile's notebooks.
+"""The shipped checkpoints (data/checkpoints/): intact, and loaded by the `cpu` profile's notebooks.
 
-The `cpu` profile shows full-quality samples only if the notebooks' load-or-train path accepts
-these files: same architecture as the profile builds, and (for the latent model) trained on the
-latents of the shipped autoencoder.
+The `cpu` profile shows full-quality samples only if the notebooks' trainers accept these files:
+same model, architecture, task and dependencies (the latent model: the shipped autoencoder) as
+the profile builds. Each trainer is called here as its notebook calls it, with training
+disabled, so a mismatch fails with the refusal message instead of quietly training.
 """
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ import hashlib
 import json
 
 import pytest
+import torch
 
-from course_utils import get_profile
-from course_utils.autoencoder import KLAutoencoder, autoencoder_config
-from course_utils.checkpoint import load_checkpoint, weights_digest
-from course_utils.diffusion import make_unet, unet_config
-from course_utils.guidance import make_noisy_classifier, noisy_classifier_config
-from course_utils.latent import ldm_config
+from course_utils import autoencoder, diffusion, get_profile, guidance, latent, training
+from course_utils.checkpoint import RunConfig, weights_digest
 from course_utils.paths import shipped_checkpoint_dir
 
 FOLDER = shipped_checkpoint_dir()
@@ -42,35 +40,53 @@ def test_manifest_lists_intact_files_within_budget():
     assert total <= 40, f"shipped checkpoints take {total:.1f} MB, over the 40 MB budget"
 
 
-def _expected_arch(name: str) -> dict | None:
-    return {"ddpm": unet_config(CPU), "cfg": unet_config(CPU, conditional=True), "ldm": ldm_config(CPU),
-            "autoencoder": autoencoder_config(CPU), "noisy_classifier": noisy_classifier_config(CPU)}.get(name)
+def _images(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.arange(n) % 10
 
 
-SHIPPABLE = ["ddpm", "cfg", "autoencoder", "ldm", "noisy_classifier"]
+def _shipped_autoencoder() -> autoencoder.KLAutoencoder:
+    return autoencoder.train_autoencoder(CPU, _images()[0])[0]
+
+
+def _unit_latents(n: int = 128) -> torch.Tensor:
+    return torch.randn(n, *latent.LATENT_SHAPE, generator=torch.Generator().manual_seed(1))
+
+
+# name -> the call of its notebook (04, 05, 07), on stand-in images: shipped weights ignore the training data
+NOTEBOOK_CALLS = {
+    "ddpm": lambda: diffusion.train_diffusion("ddpm", CPU, _images()[0], None),
+    "cfg": lambda: diffusion.train_diffusion("cfg", CPU, *_images(), p_uncond=0.1, epoch_key="cfg"),
+    "noisy_classifier": lambda: guidance.train_noisy_classifier(CPU, *_images()),
+    "autoencoder": lambda: autoencoder.train_autoencoder(CPU, _images()[0]),
+    "ldm": lambda: latent.train_ldm(CPU, _unit_latents(), _images()[1], autoencoder=_shipped_autoencoder(),
+                                    p_uncond=0.1),
+}
 
 
 def test_every_shipped_model_is_checked_here():
-    assert set(_manifest()["models"]) <= set(SHIPPABLE), "add the new model to SHIPPABLE and _expected_arch"
+    assert set(_manifest()["models"]) <= set(NOTEBOOK_CALLS), "add the new model's notebook call to NOTEBOOK_CALLS"
 
 
-@pytest.mark.parametrize("name", SHIPPABLE)
-def test_shipped_model_matches_what_the_cpu_profile_builds(name):
+@pytest.mark.parametrize("name", NOTEBOOK_CALLS)
+def test_the_cpu_profile_loads_the_shipped_model(name, tmp_path, monkeypatch):
     entry = _manifest()["models"].get(name)
     if entry is None:
         pytest.skip(f"{name} is not shipped")
-    assert entry["config"]["arch"] == _expected_arch(name)
-    if name == "autoencoder":
-        model = KLAutoencoder(entry["config"]["arch"]["latent_channels"], entry["config"]["arch"]["width"])
-    elif name == "noisy_classifier":
-        model = make_noisy_classifier(entry["config"]["arch"])
-    else:
-        model = make_unet(entry["config"]["arch"])
-    load_checkpoint(FOLDER / entry["file"], model)          # raises on a corrupt file or other architecture
+    ckpt = torch.load(FOLDER / entry["file"], map_location="cpu", weights_only=True)
+    assert ckpt["config"] == entry["config"] == RunConfig(**entry["config"]).as_dict()   # the RunConfig schema
+    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert entry["images_seen"] == entry["config"]["train"]["epochs"] * entry["config"]["train"]["n_images"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError(f"the cpu profile would train {name} instead of loading data/checkpoints/{entry['file']}")
+
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    monkeypatch.setattr(training, "train", no_training)
+    for module in (diffusion, guidance, autoencoder):
+        monkeypatch.setattr(module, "train", no_training)
+    model, history, config = NOTEBOOK_CALLS[name]()
+    assert RunConfig(**config).identity() == RunConfig(**entry["config"]).identity()
+    assert history == ckpt["history"]
     if name == "ldm":
-        ae_entry = _manifest()["models"].get("autoencoder")
-        assert ae_entry is not None, "the latent model is shipped without its autoencoder"
-        arch = ae_entry["config"]["arch"]
-        ae = KLAutoencoder(arch["latent_channels"], arch["width"])
-        load_checkpoint(FOLDER / ae_entry["file"], ae)
-        assert entry["config"]["autoencoder"] == weights_digest(ae), "ldm was trained on another autoencoder's latents"
+        assert entry["config"]["depends"] == {"autoencoder": weights_digest(_shipped_autoencoder())}

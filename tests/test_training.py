@@ -137,8 +137,9 @@ def _resumable_run(tmp_path, epochs, kill_after=None):
         return ((m(xb + noise).squeeze(1) - yb) ** 2).mean()
 
     def on_epoch_end(epoch, m):
-        if kill_after is not None and epoch + 1 == kill_after:
-            raise KeyboardInterrupt                              # the student's kernel dies here
+        if kill_after is not None and epoch == kill_after:
+            raise KeyboardInterrupt                              # the student's kernel dies during epoch kill_after + 1
+        return {"first_weight": m[0].weight[0, 0].item()} if epoch == 0 else {}
 
     h = train(model, loss_fn, TensorLoader(x, y, batch_size=16, seed=3), epochs, lr=0.05, lr_schedule="cosine",
               warmup=2, ema=ema, on_epoch_end=on_epoch_end, resume_path=tmp_path / "m.resume.pt",
@@ -153,8 +154,9 @@ def test_killed_training_resumes_where_it_stopped(tmp_path, capsys):
     assert (tmp_path / "killed" / "m.resume.pt").exists()
     model, ema, h = _resumable_run(tmp_path / "killed", 4)
     assert "resuming train after epoch 2 of 4" in capsys.readouterr().out
-    # the resumed run ends exactly where the uninterrupted one did
+    # the resumed run ends exactly where the uninterrupted one did, with what on_epoch_end kept in epoch 1
     assert h["loss"] == ref_h["loss"] and h["lr"] == ref_h["lr"] and len(h["epoch_loss"]) == 4
+    assert h["first_weight"] == ref_h["first_weight"]
     for a, b in zip([*model.parameters(), *ema.module.parameters()], [*ref_model.parameters(), *ref_ema.module.parameters()]):
         assert torch.equal(a, b)
 
@@ -187,3 +189,88 @@ def test_mixed_precision_keeps_float32_weights_and_learns():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert h["epoch_loss"][-1] < 0.5 * h["epoch_loss"][0]
     assert len(h["loss"]) == 8 * len(TensorLoader(x, y, batch_size=32))
+
+
+# --- every trainer of the course resumes a killed run ------------------------------------------------------
+
+def _tiny_profile(**budget):
+    import dataclasses
+
+    from course_utils.profiles import get_profile
+    return dataclasses.replace(get_profile("smoke"), batch_size=16, width=4, use_pretrained=False, epoch_budget=budget)
+
+
+def _digits(n: int = 32, size: int = 28):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, size, size, generator=g) * 2 - 1, torch.arange(n) % 10
+
+
+def _diffusion(p):
+    from course_utils.diffusion import train_diffusion, unet_config
+    x, y = _digits(32, 12)
+    return train_diffusion("t_cfg", p, x, y, arch=unet_config(p, conditional=True, channel_mults=(1, 2)),
+                           p_uncond=0.1, epochs=2)
+
+
+def _denoiser(p):
+    from course_utils.denoiser import train_denoiser
+    x, _ = _digits(32, 12)
+    return train_denoiser(p, x, probe=x[:2], epochs=2, name="t_denoiser")
+
+
+def _classifier(p):
+    from course_utils.guidance import train_noisy_classifier
+    x, y = _digits()
+    return train_noisy_classifier(p, x, y, epochs=2, name="t_noisy_classifier")
+
+
+def _autoencoder(p):
+    from course_utils.autoencoder import train_autoencoder
+    return train_autoencoder(p, _digits()[0], epochs=2)
+
+
+def _vae(p):
+    from course_utils.recap import train_vae
+    return train_vae(p, _digits()[0], latent_dim=2, epochs=2, name="t_vae")
+
+
+def _gan(p):
+    from course_utils.recap import train_dcgan
+    return train_dcgan(p, _digits()[0], latent_dim=4, epochs=2, name="t_gan")
+
+
+TRAINERS = {"diffusion": (_diffusion, "t_cfg"), "denoiser": (_denoiser, "t_denoiser"),
+            "noisy_classifier": (_classifier, "t_noisy_classifier"), "autoencoder": (_autoencoder, "autoencoder"),
+            "vae": (_vae, "t_vae"), "gan": (_gan, "t_gan")}
+
+
+@pytest.mark.parametrize("kind", TRAINERS)
+def test_every_trainer_resumes_a_killed_run(kind, tmp_path, monkeypatch, capsys):
+    """The kernel dies right after epoch 1 of 2; running the cell again finishes the run as if nothing happened."""
+    from course_utils import gan, training
+    trainer, name = TRAINERS[kind]
+    saver = gan if kind == "gan" else training                   # the module whose loop writes the resume state
+    p = _tiny_profile()
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "ref"))
+    ref_model, ref_hist, _ = trainer(p)
+
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "killed"))
+    real_save = saver.atomic_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt("the kernel died")
+
+    monkeypatch.setattr(saver, "atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(p)
+    folder = tmp_path / "killed" / "checkpoints"
+    assert (folder / f"{name}.resume.pt").exists() and not (folder / f"{name}.pt").exists()
+    monkeypatch.setattr(saver, "atomic_save", real_save)
+    capsys.readouterr()
+    model, hist, _ = trainer(p)
+    assert "after epoch 1 of 2" in capsys.readouterr().out
+    assert hist == ref_hist and len(hist["epoch_loss" if kind != "gan" else "epoch_d_loss"]) == 2
+    ref_state = ref_model.state_dict()
+    assert all(torch.equal(v, ref_state[k]) for k, v in model.state_dict().items())
+    assert (folder / f"{name}.pt").exists() and not (folder / f"{name}.resume.pt").exists()

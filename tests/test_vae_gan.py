@@ -72,9 +72,9 @@ def test_gan_shapes_and_losses_finite(images):
     gan = gan_mod.GAN(latent_dim=8, width=4)
     fake = gan.sample(5, generator=cpu_generator(7))
     assert fake.shape == (5, 1, 28, 28) and fake.min() >= -1 and fake.max() <= 1
-    logits = gan.discriminator(images)
+    logits = gan.D(images)
     assert logits.shape == (8,)
-    d = gan_mod.discriminator_loss(logits, gan.discriminator(fake))
+    d = gan_mod.discriminator_loss(logits, gan.D(fake))
     for loss in (d, gan_mod.generator_loss(logits), gan_mod.generator_loss(logits, non_saturating=False)):
         assert loss.dim() == 0 and torch.isfinite(loss)
     # a perfect discriminator has a loss near 0, a confused one (D = 1/2 everywhere) 2 log 2
@@ -86,16 +86,16 @@ def test_gan_shapes_and_losses_finite(images):
 def test_gan_step_updates_both_players(images):
     torch.manual_seed(0)
     gan = gan_mod.GAN(latent_dim=8, width=4)
-    before_g = [p.detach().clone() for p in gan.generator.parameters()]
-    before_d = [p.detach().clone() for p in gan.discriminator.parameters()]
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=1e-3)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=1e-3)
+    before_g = [p.detach().clone() for p in gan.G.parameters()]
+    before_d = [p.detach().clone() for p in gan.D.parameters()]
+    opt_d = torch.optim.Adam(gan.D.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(gan.G.parameters(), lr=1e-3)
     logs = gan_mod.gan_step(gan, images, opt_d, opt_g, generator=cpu_generator(8))
     assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert 0 <= logs["d_real"] <= 1 and 0 <= logs["d_fake"] <= 1
-    assert any(not torch.equal(a, b) for a, b in zip(before_g, gan.generator.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(before_d, gan.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, gan.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, gan.D.parameters()))
 
 
 def test_train_gan_history(images):
@@ -135,7 +135,7 @@ def test_bad_images_raise(bad, match):
     with pytest.raises(ValueError, match=match):
         model.encode(bad)
     with pytest.raises(ValueError, match=match):
-        gan.discriminator(bad)
+        gan.D(bad)
     with pytest.raises(ValueError, match=match):
         vae_mod.vae_loss(model, bad)
 
@@ -147,7 +147,7 @@ def test_bad_latents_and_pairs_raise():
     with pytest.raises(ValueError, match="float"):
         model.decode(torch.zeros(2, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"z must have shape \(B, 8\)"):
-        gan_mod.GAN(latent_dim=8, width=4).generator(torch.zeros(2, 1, 8))
+        gan_mod.GAN(latent_dim=8, width=4).G(torch.zeros(2, 1, 8))
     with pytest.raises(ValueError, match="same shape"):
         vae_mod.kl_divergence(torch.zeros(2, 4), torch.zeros(2, 5))
     with pytest.raises(ValueError, match="eps"):

@@ -1,4 +1,4 @@
-"""Execute the course notebooks in order and report wall times: ``python -m course_utils run``.
+"""Execute the course notebooks in order and report wall times: ``./course.sh run``.
 
 Each notebook runs top to bottom in a fresh kernel with ``COURSE_PROFILE`` and
 ``COURSE_OUTPUT`` set, so its figures land in ``<out>/deliverables/`` and its checkpoints in
@@ -7,8 +7,8 @@ Each notebook runs top to bottom in a fresh kernel with ``COURSE_PROFILE`` and
 
 Examples::
 
-    python -m course_utils run --profile smoke            # every notebook, smoke budgets
-    python -m course_utils run --profile cpu 03_* 04_*    # a subset, by glob
+    python -m course_tools run --profile smoke            # every notebook, smoke budgets
+    python -m course_tools run --profile cpu 03_* 04_*    # a subset, by glob
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import project_root
-from .profiles import get_profile
+from course_utils.paths import project_root
+from course_utils.profiles import get_profile
 
 __all__ = ["add_arguments", "main", "select_notebooks", "run_notebook"]
 

@@ -1,38 +1,26 @@
-"""``python -m course_utils generate``: sample digits from the trained models into an .npz file.
+"""``./course.sh generate``: sample digits from the trained models into an .npz file.
 
 The file holds ``images`` (uint8, N x 28 x 28, 0 = black background as in MNIST) and ``labels``
 (int64: the requested class, or -1 for unconditional samples). Same seed, same output on the
-same device. Models: ``ddpm`` (notebook 04), ``cfg`` (05), ``ldm`` (07).
+same device. Models: ``ddpm`` (notebook 04), ``cfg`` (05), ``ldm`` (07); the default guidance
+is notebook 05's best weight (``course_utils.deliverables.best_w``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import to_uint8
-from .device import cpu_generator, get_device
-from .paths import output_dir, shipped_checkpoint_dir
-from .samplers import DDIMScheduler, DDPMScheduler, sample
-from .schedules import NoiseSchedule
+from course_utils.data import to_uint8
+from course_utils.deliverables import best_w
+from course_utils.device import get_device
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, sample_batches
+from course_utils.schedules import NoiseSchedule
 
-__all__ = ["default_guidance", "generate", "add_arguments", "main"]
-
-FALLBACK_GUIDANCE = 3.0
-
-
-def default_guidance() -> float:
-    """The best w found by notebook 05 (``05_best_w.json`` of the last run, else the shipped manifest), else 3."""
-    for path in (output_dir() / "05_best_w.json", shipped_checkpoint_dir() / "manifest.json"):
-        try:
-            return float(json.loads(path.read_text())["best_w"])
-        except (OSError, KeyError, ValueError, TypeError):
-            continue
-    return FALLBACK_GUIDANCE
+__all__ = ["generate", "add_arguments", "main"]
 
 
 def _labels(model: str, num: int, label: int | None) -> torch.Tensor | None:
@@ -48,7 +36,7 @@ def generate(model: str = "cfg", num: int = 16, label: int | None = None, guidan
              sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
              device: str | torch.device | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``num`` digits; returns ``(images uint8 (N, 28, 28), labels int64 (N,))``."""
-    from .diffusion import load_trained_unet
+    from course_utils.diffusion import load_trained_unet
 
     if model not in ("ddpm", "cfg", "ldm"):
         raise ValueError(f"unknown model {model!r}; choose ddpm, cfg or ldm")
@@ -60,29 +48,27 @@ def generate(model: str = "cfg", num: int = 16, label: int | None = None, guidan
         raise ValueError(f"--label must be a digit 0-9, got {label}")
     dev = get_device(str(device) if device else None)
     y = _labels(model, num, label)
-    w = None if model == "ddpm" else (default_guidance() if guidance is None else guidance)
-    g = cpu_generator(seed)
+    w = None if model == "ddpm" else (best_w() if guidance is None else guidance)
     if model == "ldm":
-        from .latent import load_trained_ldm
-        unet, decode, latent_shape, cfg = load_trained_ldm(dev)
-        shape = (num, *latent_shape)
+        from course_utils.latent import load_trained_ldm
+        unet, decode, latent_shape, config = load_trained_ldm(dev)
+        item_shape = latent_shape
     else:
-        unet, cfg = load_trained_unet(model, dev)
-        decode, shape = None, (num, 1, 28, 28)
-    sched = NoiseSchedule(cfg.get("schedule", "linear"), cfg.get("T", 1000))
+        unet, config = load_trained_unet(model, dev)
+        decode, item_shape = None, (1, 28, 28)
+    schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])        # what the model was trained to invert
     clip = model != "ldm"                                        # latents have no [-1, 1] range to clip to
-    scheduler = (DDIMScheduler(sched, eta=eta, clip_sample=clip) if sampler == "ddim"
-                 else DDPMScheduler(sched, clip_sample=clip))
+    scheduler = (DDIMScheduler(schedule, eta=eta, clip_sample=clip) if sampler == "ddim"
+                 else DDPMScheduler(schedule, clip_sample=clip))
     scheduler.set_timesteps(steps)
-    x = sample(unet, scheduler, shape, y=None if y is None else y.to(dev), guidance=w, generator=g, device=dev,
-               progress=progress)
-    if decode is not None:
-        x = decode(x)
+    x = sample_batches(unet, scheduler, num, item_shape, labels=y, guidance=w, seed=seed, device=dev, decode=decode,
+                       progress=progress)
     labels = y if y is not None else torch.full((num,), -1, dtype=torch.long)
     return to_uint8(x).numpy(), labels.numpy().astype(np.int64)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the ``generate`` command."""
     p.add_argument("--model", choices=["ddpm", "cfg", "ldm"], default="cfg", help="which trained model (default cfg)")
     p.add_argument("--num", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--label", type=int, default=None, help="digit to draw (default: all classes evenly)")
@@ -97,6 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Sample and write the .npz; exit status 0, 1 for a missing model or bad input, 2 for usage errors."""
     parser: argparse.ArgumentParser = args._parser
     if args.num < 1:
         parser.error(f"--num must be at least 1, got {args.num}")

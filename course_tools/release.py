@@ -1,4 +1,4 @@
-"""Write the student versions of the notebooks: ``python -m course_utils release [--out DIR]``.
+"""Write the student versions of the notebooks: ``./course.sh release [--out DIR]``.
 
 The committed notebooks in ``notebooks/`` are the instructor (solution) versions. In the
 student version every block between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
@@ -8,7 +8,10 @@ execution count is cleared. Everything else (cell ids, metadata, markdown) is un
 the output is byte-identical from one run to the next.
 
 This module also finds the exercises of a notebook (the function or class around each
-solution block); the grader (``grading.py``) uses that to know what to test.
+solution block); the grader (``grading/grader.py``) uses that to know what to test.
+
+It edits notebook JSON only and imports nothing of ``course_utils`` (whose package loads
+torch), so a release takes a second and needs no torch.
 """
 from __future__ import annotations
 
@@ -18,8 +21,6 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from .paths import project_root
 
 __all__ = ["SolutionMarkerError", "BEGIN_MARKER", "END_MARKER", "GENERIC_HINT", "strip_solutions",
            "solution_blocks", "student_notebook", "release_notebooks", "read_notebook", "dump_notebook",
@@ -31,6 +32,7 @@ GENERIC_HINT = "Exercise: write this function (see the markdown above)"
 _BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)#+\s*BEGIN SOLUTION\s*$")
 _END_RE = re.compile(r"^[ \t]*#+\s*END SOLUTION\s*$")
 _HINT_RE = re.compile(r"^\s*#\s*HINT:\s*(?P<hint>.*?)\s*$")
+_ROOT = Path(__file__).resolve().parent.parent      # the repository (not course_utils.paths: it would load torch)
 
 
 class SolutionMarkerError(ValueError):
@@ -137,8 +139,8 @@ def dump_notebook(nb: dict) -> str:
 def release_notebooks(notebooks_dir: str | Path | None = None, out_dir: str | Path | None = None,
                       verbose: bool = True) -> list[Path]:
     """Write the student version of every ``*.ipynb`` in ``notebooks_dir`` to ``out_dir``; return the paths."""
-    src = Path(notebooks_dir) if notebooks_dir is not None else project_root() / "notebooks"
-    out = Path(out_dir) if out_dir is not None else project_root() / "student"
+    src = Path(notebooks_dir) if notebooks_dir is not None else _ROOT / "notebooks"
+    out = Path(out_dir) if out_dir is not None else _ROOT / "student"
     paths = sorted(p for p in src.glob("*.ipynb") if p.is_file())
     if not paths:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {src}")
@@ -211,7 +213,7 @@ def find_exercises(nb: dict, name: str = "notebook") -> list[Exercise]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m course_utils release``."""
+    """Options of the ``release`` command."""
     parser.add_argument("--out", type=Path, default=None, help="folder for the student notebooks (default: student/)")
     parser.add_argument("--notebooks-dir", type=Path, default=None,
                         help="folder of instructor notebooks (default: notebooks/)")

@@ -1,0 +1,251 @@
+"""Time-to-quality of training recipes on this machine's CPU: Frechet ratio against CPU minutes.
+
+    python benchmarks/recipes.py train base --minutes 40        # one recipe, snapshots of its EMA weights
+    python benchmarks/recipes.py eval --n 500                    # score every snapshot not scored yet
+    python benchmarks/recipes.py report                          # table + plot into BENCHMARKS.md's folder
+
+Each recipe trains an unconditional model on all 60,000 MNIST training images with one CPU thread
+and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
+clock but not the measurement). A killed run resumes from its last resume state. ``eval`` samples
+every snapshot with DDIM-50 from the same seeded noise and scores it with the course metric
+(Frechet distance over the train-vs-test floor at the same n).
+
+Recipes (what each one changes relative to ``base``, the recipe of notebook 04):
+
+* ``base``     eps-prediction, L_simple (uniform weights), batch 128, lr 2e-3, the course UNet (width 32)
+* ``minsnr``   min-SNR-5 loss weighting (Hang et al. 2023): weight min(SNR_t, 5) / SNR_t on the eps loss
+* ``vpred``    v-prediction (Salimans & Ho 2022): target v = sqrt(ab) eps - sqrt(1 - ab) x0
+* ``bs32``     batch 32, lr 1e-3: four times the updates per CPU minute
+* ``peer``     diffusers' UNet2DModel (32, 64, 64), attention in the two lower blocks, base recipe
+
+The experimental losses live here until one of them wins; the winner moves into ``course_utils``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from course_utils.checkpoint import atomic_save
+from course_utils.data import load_mnist
+from course_utils.schedules import NoiseSchedule
+from course_utils.training import EMA
+from course_utils.unet import UNet
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = Path(os.environ.get("RECIPE_RUNS") or ROOT / "outputs" / "recipes")
+MARKS = (5, 10, 20, 30, 40, 60, 90, 120)        # CPU minutes at which the EMA weights are kept
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    target: str = "eps"           # "eps" or "v"
+    weighting: str = "uniform"    # "uniform" or "minsnr"
+    batch_size: int = 128
+    lr: float = 2e-3
+    net: str = "course"           # "course" or "peer"
+    width: int = 32
+
+
+RECIPES = {r.name: r for r in (
+    Recipe("base"),
+    Recipe("minsnr", weighting="minsnr"),
+    Recipe("vpred", target="v"),
+    Recipe("bs32", batch_size=32, lr=1e-3),
+    Recipe("peer", net="peer"),
+)}
+
+
+class PeerUNet(nn.Module):
+    """diffusers' UNet2DModel behind the course's ``model(x, t)`` interface."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+        self.net = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+                               layers_per_block=2,
+                               down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                               up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t).sample
+
+
+def make_net(r: Recipe) -> nn.Module:
+    if r.net == "peer":
+        return PeerUNet()
+    return UNet(in_channels=1, base_channels=r.width, channel_mults=(1, 2, 2), num_res_blocks=1,
+                attention=(False, False, True))
+
+
+class AsEps(nn.Module):
+    """Turns a v-prediction network into an eps-prediction one: eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
+
+    def __init__(self, net: nn.Module, alpha_bar: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("alpha_bar", alpha_bar.float())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = self.alpha_bar[t].view(-1, 1, 1, 1)
+        return ab.sqrt() * self.net(x, t) + (1 - ab).sqrt() * x
+
+
+def loss_fn(r: Recipe, net: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, g: torch.Generator) -> torch.Tensor:
+    b = x0.shape[0]
+    t = torch.randint(0, schedule.T, (b,), generator=g)                     # (B,)
+    eps = torch.randn(x0.shape, generator=g)                                # (B, 1, 28, 28)
+    ab = schedule.alpha_bar[t].view(-1, 1, 1, 1)                            # (B, 1, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    out = net(x_t, t)
+    target = eps if r.target == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    per_item = (out - target).square().flatten(1).mean(1)                  # (B,)
+    if r.weighting == "minsnr":
+        snr = (ab / (1 - ab)).flatten()
+        # eps-loss weight min(SNR, 5) / SNR; for v the equivalent weight is min(SNR, 5) / (SNR + 1)
+        per_item = per_item * (snr.clamp(max=5.0) / (snr if r.target == "eps" else snr + 1))
+    return per_item.mean()
+
+
+def train(r: Recipe, minutes: float) -> None:
+    torch.set_num_threads(1)
+    folder = RUNS / r.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.json").write_text(json.dumps(asdict(r), indent=1))
+    torch.manual_seed(0)
+    net = make_net(r)
+    ema = EMA(net, 0.999)
+    opt = torch.optim.Adam(net.parameters(), lr=r.lr)
+    schedule = NoiseSchedule("linear", 1000)
+    x, _ = load_mnist("train")
+    g = torch.Generator().manual_seed(0)
+    state = {"step": 0, "cpu": 0.0, "images": 0}
+    resume = folder / "resume.pt"
+    if resume.exists():
+        saved = torch.load(resume, weights_only=True)
+        net.load_state_dict(saved["net"])
+        ema.module.load_state_dict(saved["ema"])
+        ema.num_updates = saved["ema_updates"]
+        opt.load_state_dict(saved["opt"])
+        g.set_state(saved["rng"])
+        state = saved["state"]
+        print(f"[{r.name}] resuming at {state['cpu'] / 60:.1f} CPU minutes, step {state['step']}", flush=True)
+    start_cpu = time.process_time() - state["cpu"]
+    marks = [m for m in MARKS if m <= minutes and not (folder / f"cpu{m:03d}.pt").exists()]
+    last_save = state["cpu"]
+    net.train()
+    while marks:
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x) - r.batch_size + 1, r.batch_size):
+            warm = min(1.0, (state["step"] + 1) / 200)
+            for group in opt.param_groups:
+                group["lr"] = r.lr * warm
+            loss = loss_fn(r, net, x[perm[i:i + r.batch_size]], schedule, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema.update(net)
+            state["step"] += 1
+            state["images"] += r.batch_size
+            state["cpu"] = time.process_time() - start_cpu
+            if state["step"] % 200 == 0:
+                print(f"[{r.name}] step {state['step']} cpu {state['cpu'] / 60:.1f} min loss {loss.item():.4f}",
+                      flush=True)
+            if marks and state["cpu"] >= marks[0] * 60:
+                m = marks.pop(0)
+                atomic_save({"ema": ema.module.state_dict(), "state": dict(state), "recipe": asdict(r)},
+                            folder / f"cpu{m:03d}.pt")
+                print(f"[{r.name}] snapshot at {m} CPU minutes ({state['images']:,} images)", flush=True)
+            if state["cpu"] - last_save >= 300 or not marks:
+                atomic_save({"net": net.state_dict(), "ema": ema.module.state_dict(), "ema_updates": ema.num_updates,
+                             "opt": opt.state_dict(), "rng": g.get_state(), "state": dict(state)}, resume)
+                last_save = state["cpu"]
+            if not marks:
+                break
+
+
+@torch.no_grad()
+def evaluate(n: int, steps: int = 50) -> None:
+    from course_utils import metrics
+    from course_utils.samplers import DDIMScheduler, sample
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    schedule = NoiseSchedule("linear", 1000)
+    scheduler = DDIMScheduler(schedule).set_timesteps(steps)
+    for snap in sorted(RUNS.glob("*/cpu*.pt")):
+        out = snap.with_suffix(f".n{n}.json")
+        if out.exists():
+            continue
+        saved = torch.load(snap, weights_only=True)
+        r = Recipe(**saved["recipe"])
+        net = make_net(r)
+        net.load_state_dict(saved["ema"])
+        net.eval()
+        model = AsEps(net, schedule.alpha_bar) if r.target == "v" else net
+        g = torch.Generator().manual_seed(1234)
+        t0 = time.time()
+        x = torch.cat([sample(model, scheduler, (min(250, n - i), 1, 28, 28), generator=g, progress=False)
+                       for i in range(0, n, 250)])
+        score = metrics.evaluate_samples(x.clamp(-1, 1))
+        score.update(cpu_minutes=saved["state"]["cpu"] / 60, images=saved["state"]["images"],
+                     steps=saved["state"]["step"], recipe=r.name, sampler=f"DDIM-{steps}",
+                     sample_seconds=time.time() - t0)
+        out.write_text(json.dumps(score, indent=1))
+        print(f"{snap.parent.name}/{snap.name}: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, "
+              f"floor {score['floor']:.1f}, n = {n})", flush=True)
+
+
+def report(n: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"*/cpu*.n{n}.json"))]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name in RECIPES:
+        pts = sorted((r["cpu_minutes"], r["ratio"]) for r in rows if r["recipe"] == name)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+    ax.set_xlabel("CPU minutes of training (one thread)")
+    ax.set_ylabel(f"Frechet / floor (n = {n}, DDIM-50)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "benchmarks" / "recipes.png", dpi=100)
+    print("| recipe | CPU min | images | Frechet | floor | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["recipe"], r["cpu_minutes"])):
+        print(f"| {r['recipe']} | {r['cpu_minutes']:.0f} | {r['images']:,} | {r['frechet']:.1f} | {r['floor']:.1f} "
+              f"| {r['ratio']:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("recipe", choices=sorted(RECIPES))
+    t.add_argument("--minutes", type=float, default=40)
+    e = sub.add_parser("eval")
+    e.add_argument("--n", type=int, default=500)
+    rp = sub.add_parser("report")
+    rp.add_argument("--n", type=int, default=500)
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        train(RECIPES[a.recipe], a.minutes)
+    elif a.cmd == "eval":
+        evaluate(a.n)
+    else:
+        report(a.n)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

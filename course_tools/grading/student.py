@@ -1,0 +1,136 @@
+"""The untrusted side of the hidden tests: ``python -m course_tools.grading.student REQUEST.json`` (in the sandbox).
+
+The request (written by ``judge.py``) holds the notebook's code cells (as plain Python: the grader has
+already turned IPython syntax such as ``%magic`` into calls) and, per exercise, the encoded
+inputs of every case (``wire.py``) — never an expected answer, never the hidden-test source. This process
+
+1. defines the student's functions from the cells (:func:`student_namespace`: imports, ``def``/``class``
+   statements and literal constants only, so no training runs);
+2. for each exercise calls the student's function on every case and reports what it returned or raised.
+
+It writes JSON lines on its standard output (the grader reads them; everything the student's code prints
+goes to /dev/null)::
+
+    {"event": "ready"}                                   the functions are defined
+    {"event": "start", "exercise": name}                 the grader's clock for this exercise starts
+    {"event": "result", "exercise": name, "outputs": [{"value": encoded} | {"raised": [class names], "message": str}]}
+    {"event": "result", "exercise": name, "missing": true}      no ``def name`` in the notebook
+
+Nothing here can change a verdict except the returned values: the grader compares them with answers it
+computed itself. (A later rule may replace course_utils's reference functions by raising stubs before
+step 1; the request would list them.)
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["STATEMENT_TIMEOUT", "student_namespace", "call_cases", "main"]
+
+STATEMENT_TIMEOUT = 10.0     # seconds for one top-level statement of the notebook (a slow import is skipped)
+_MESSAGE_CHARS = 300
+
+
+class _Timeout(BaseException):
+    """Raised by SIGALRM while a notebook statement runs (a BaseException so ``except Exception`` misses it)."""
+
+
+def _alarm(seconds: float) -> None:
+    def handler(signum, frame):
+        raise _Timeout()
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+
+
+def student_namespace(cells: list[tuple[int, str]]) -> dict[str, Any]:
+    """Define a notebook's functions: ``{name: object}`` for every top-level ``def``/``class``.
+
+    Only top-level imports, ``def``/``class`` statements and literal constant assignments (``T = 1000``)
+    of the code cells ``(index, python source)`` run, in order, so an exercise sees what it would see in the
+    notebook minus the heavy work; the last definition of a name wins. A statement that fails or takes
+    longer than :data:`STATEMENT_TIMEOUT` is skipped. Main thread only.
+    """
+    ns: dict = {"__name__": "__student__"}
+    defined: dict = {}
+    for index, source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue  # reported by the grader's own syntax check
+        for node in tree.body:
+            is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            is_const = isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            if not (is_def or is_const or isinstance(node, (ast.Import, ast.ImportFrom))):
+                continue
+            try:
+                _alarm(STATEMENT_TIMEOUT)
+                exec(compile(ast.Module([node], type_ignores=[]), f"<cell {index + 1}>", "exec"), ns)
+            except BaseException:
+                pass  # e.g. a failing import: an exercise that needs it fails with a NameError
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if is_def and node.name in ns:
+                defined[node.name] = ns[node.name]
+    return defined
+
+
+def _raised(e: BaseException) -> dict:
+    try:
+        message = str(e)[:_MESSAGE_CHARS]
+    except BaseException:
+        message = ""
+    return {"raised": [c.__name__ for c in type(e).__mro__][:16], "message": message}
+
+
+def call_cases(fn: Any, inputs: list, no_grad: bool) -> list[dict]:
+    """``{"value": encoded}`` or ``{"raised": ...}`` for ``fn`` on each case ``[encoded args, encoded kwargs]``."""
+    import torch
+
+    from .wire import decode, encode
+
+    outputs = []
+    for args, kwargs in inputs:
+        try:
+            args, kwargs = decode(args, inputs=True), decode(kwargs, inputs=True)
+            with torch.no_grad() if no_grad else torch.enable_grad():
+                value = fn(*args, **kwargs)
+            outputs.append({"value": encode(value, opaque=True)})
+        except BaseException as e:  # SystemExit and KeyboardInterrupt too: they cost this case only
+            outputs.append(_raised(e))
+    return outputs
+
+
+def _emit(channel: TextIO, **event: Any) -> None:
+    channel.write(json.dumps(event) + "\n")
+    channel.flush()
+
+
+def main(argv: list[str]) -> int:
+    """Answer the request in ``argv[0]``; 2 for a bad command line."""
+    if len(argv) != 1:
+        print("usage: python -m course_tools.grading.student REQUEST.json", file=sys.stderr)
+        return 2
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    defined = student_namespace([(int(i), str(s)) for i, s in request["cells"]])
+    _emit(channel, event="ready")
+    for ex in request["exercises"]:
+        name = ex["name"]
+        if name not in defined:
+            _emit(channel, event="result", exercise=name, missing=True)
+            continue
+        _emit(channel, event="start", exercise=name)
+        _emit(channel, event="result", exercise=name, outputs=call_cases(defined[name], ex["inputs"], ex["no_grad"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,54 @@
+"""Load-or-train of the VAE and the GAN of notebook 01 (course_utils.recap)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from course_utils import recap
+from course_utils.profiles import get_profile
+
+PROFILE = dataclasses.replace(get_profile("smoke"), batch_size=16, width=4, epoch_budget={"vae": 1, "gan": 1})
+
+
+def _images(n: int = 32) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sb = b.state_dict()
+    return all(torch.equal(v, sb[k]) for k, v in a.state_dict().items())
+
+
+def test_gan_trains_through_the_recipe_then_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    m1, h1, cfg = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan")
+    assert cfg["model"] == "GAN" and cfg["arch"] == {"latent_dim": 8, "width": 4} and cfg["train"]["epochs"] == 1
+    assert len(h1["d_loss"]) == 2 and not m1.training and (tmp_path / "checkpoints" / "t_gan.pt").exists()
+    capsys.readouterr()
+    m2, h2, _ = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan")
+    assert "loaded t_gan" in capsys.readouterr().out and h2 == h1 and _same(m1, m2)
+    recap.train_dcgan(PROFILE, _images(), latent_dim=8, lr=1e-4, name="t_gan")
+    assert "train.lr: saved 0.001, wanted 0.0001" in capsys.readouterr().out        # another budget: retrained
+
+
+def test_shipped_vae_of_another_budget_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "elsewhere"))
+    shipped, hist, _ = recap.train_vae(PROFILE, _images(), latent_dim=2, epochs=2, name="t_vae")
+    (tmp_path / "data" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "checkpoints" / "t_vae.pt").rename(tmp_path / "data" / "checkpoints" / "t_vae.pt")
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    cpu_like = dataclasses.replace(PROFILE, use_pretrained=True)
+    model, history, _ = recap.train_vae(cpu_like, _images(), latent_dim=2, name="t_vae")
+    assert history == hist and _same(model, shipped)                       # 2 shipped epochs, not 1 new one
+    other, _, _ = recap.train_vae(cpu_like, _images(), latent_dim=3, name="t_vae")
+    assert other.latent_dim == 3                                           # another architecture: trained
+
+
+def test_bad_images():
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        recap.train_vae(PROFILE, torch.zeros(32, 1, 14, 14))
+    with pytest.raises(ValueError, match="channel"):
+        recap.train_dcgan(PROFILE, torch.zeros(32, 3, 28, 28))
