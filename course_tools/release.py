@@ -7,6 +7,11 @@ the first ``# HINT:`` comment inside the block (or a generic one), and every out
 execution count is cleared. Everything else (cell ids, metadata, markdown) is unchanged and
 the output is byte-identical from one run to the next.
 
+Markdown cells hide answers the same way (the self-check questions at the end of each
+notebook): a block between ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` (each on a
+line of its own; HTML comments, so the instructor version renders without them) becomes
+``*Your answer:*`` in the student version.
+
 This module also finds the exercises of a notebook (the function or class around each
 solution block); the grader (``grading/grader.py``) uses that to know what to test.
 
@@ -22,7 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SolutionMarkerError", "BEGIN_MARKER", "END_MARKER", "GENERIC_HINT", "strip_solutions",
+__all__ = ["SolutionMarkerError", "BEGIN_MARKER", "END_MARKER", "GENERIC_HINT", "ANSWER_PLACEHOLDER", "strip_solutions",
+           "strip_answers",
            "solution_blocks", "student_notebook", "release_notebooks", "read_notebook", "dump_notebook",
            "cell_source", "code_to_python", "Exercise", "find_exercises", "add_arguments", "main"]
 
@@ -32,6 +38,9 @@ GENERIC_HINT = "Exercise: write this function (see the markdown above)"
 _BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)#+\s*BEGIN SOLUTION\s*$")
 _END_RE = re.compile(r"^[ \t]*#+\s*END SOLUTION\s*$")
 _HINT_RE = re.compile(r"^\s*#\s*HINT:\s*(?P<hint>.*?)\s*$")
+_MD_BEGIN_RE = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
+_MD_END_RE = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
+ANSWER_PLACEHOLDER = "*Your answer:*"
 _ROOT = Path(__file__).resolve().parent.parent      # the repository (not course_utils.paths: it would load torch)
 
 
@@ -116,7 +125,37 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, int]:
                 count += n
             cell["outputs"] = []
             cell["execution_count"] = None
+        elif cell.get("cell_type") == "markdown":
+            new, n = strip_answers(cell_source(cell), _cell_label(name, i, cell))
+            if n:
+                _set_source(cell, new)
     return nb, count
+
+
+def strip_answers(source: str, where: str = "cell") -> tuple[str, int]:
+    """Replace each ``<!-- BEGIN SOLUTION -->`` ... ``<!-- END SOLUTION -->`` block of a markdown cell by
+    :data:`ANSWER_PLACEHOLDER`; returns the new source and the number of blocks. Unpaired markers raise
+    :class:`SolutionMarkerError` naming ``where`` and the line."""
+    out, begin = [], None
+    count = 0
+    for i, line in enumerate(source.splitlines(keepends=True)):
+        if _MD_BEGIN_RE.match(line):
+            if begin is not None:
+                raise SolutionMarkerError(f"{where}, line {i + 1}: <!-- BEGIN SOLUTION --> inside the answer opened "
+                                          f"on line {begin + 1}; close it with <!-- END SOLUTION --> first")
+            begin = i
+        elif _MD_END_RE.match(line):
+            if begin is None:
+                raise SolutionMarkerError(f"{where}, line {i + 1}: <!-- END SOLUTION --> without a BEGIN before it")
+            out.append(ANSWER_PLACEHOLDER + ("\n" if line.endswith("\n") else ""))
+            begin = None
+            count += 1
+        elif begin is None:
+            out.append(line)
+    if begin is not None:
+        raise SolutionMarkerError(f"{where}, line {begin + 1}: <!-- BEGIN SOLUTION --> is never closed; "
+                                  "add <!-- END SOLUTION --> after the answer")
+    return "".join(out), count
 
 
 def read_notebook(path: str | Path) -> dict:

@@ -181,3 +181,15 @@ def test_release_command_does_not_load_torch(tmp_path):
     assert "LOADED []" in r.stdout, r.stdout
     student = read_notebook(tmp_path / "out" / FIXTURE_NB.name)
     assert "raise NotImplementedError(" in "".join(cell_source(c) for c in student["cells"])
+
+
+def test_markdown_answers_are_hidden_in_the_release():
+    from course_tools.release import ANSWER_PLACEHOLDER, SolutionMarkerError, strip_answers, student_notebook
+    md = "**Q1.** Why?\n<!-- BEGIN SOLUTION -->\nBecause the secret answer.\n<!-- END SOLUTION -->\n**Q2.** And?\n"
+    out, n = strip_answers(md)
+    assert n == 1 and "secret" not in out and ANSWER_PLACEHOLDER in out and "**Q2.** And?" in out
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": md.splitlines(keepends=True)}]}
+    student, _ = student_notebook(nb)
+    assert "secret" not in "".join(student["cells"][0]["source"])
+    with pytest.raises(SolutionMarkerError, match="never closed"):
+        strip_answers("<!-- BEGIN SOLUTION -->\nno end\n", "nb, cell 3")
