@@ -38,6 +38,7 @@ from course_utils.unet import count_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 
+RECIPES_BEGIN, RECIPES_END = "<!-- recipes: begin -->", "<!-- recipes: end -->"   # written by benchmarks/recipes.py
 TARGETS = {
     "throughput ratio (course / peer)": ">= 2x",
     "DDIM-50 Frechet / DDPM-1000 Frechet": "<= 1.5",
@@ -282,7 +283,11 @@ def main() -> int:
     emit("")
     for k, v in TARGETS.items():
         emit(f"- {k}: {v}")
-    args.out.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    old = args.out.read_text() if args.out.exists() else ""
+    if RECIPES_BEGIN in old and RECIPES_END in old:          # benchmarks/recipes.py owns that block: keep it
+        text += "\n" + old[old.index(RECIPES_BEGIN):old.index(RECIPES_END) + len(RECIPES_END)] + "\n"
+    args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0
 

@@ -101,10 +101,11 @@ def make_autoencoder(arch: dict) -> KLAutoencoder:
 
 def train_autoencoder(profile: Profile, images: torch.Tensor, *, kl_weight: float = DEFAULT_KL_WEIGHT,
                       lr: float = 2e-3, epochs: int | None = None, seed: int = 0,
-                      epoch_key: str = "autoencoder") -> tuple[KLAutoencoder, dict, dict]:
+                      epoch_key: str = "autoencoder", name: str = "autoencoder") -> tuple[KLAutoencoder, dict, dict]:
     """Load or train the autoencoder on ``images`` (N, 1, 28, 28); returns ``(model, history, config)``.
 
-    ``epochs`` defaults to ``profile.epochs(epoch_key)``. The checkpoint is ``autoencoder.pt``
+    ``epochs`` defaults to ``profile.epochs(epoch_key)``. The checkpoint is ``<name>.pt``, by default
+    ``autoencoder.pt`` (notebook 07's KL-weight comparison trains variants under other names)
     (shipped weights in ``data/checkpoints/`` are used when the profile allows and hold the same
     architecture and ``kl_weight``); a killed run resumes. ``config`` is the checkpoint's
     :class:`~course_utils.checkpoint.RunConfig` as a dict.
@@ -127,8 +128,8 @@ def train_autoencoder(profile: Profile, images: torch.Tensor, *, kl_weight: floa
 
     def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
-        return train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc="autoencoder",
+        return train(model, loss_fn, loader, epochs, lr=lr, lr_schedule="cosine", desc=name,
                      resume_path=resume, resume_config=config.as_dict(), generator=g)
 
-    history = load_or_train("autoencoder", model, config, train_fn, shipped=profile.use_pretrained)
+    history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained)
     return model.eval(), history, config.as_dict()

@@ -5,6 +5,8 @@
 * :func:`psnr`: peak signal-to-noise ratio in dB, ``10 log10(range^2 / MSE)``, per image.
 * :func:`best_blur_sigma` / :func:`blur_baseline`: pick the blur width on a few images, then
   score it, so the baseline is as strong as it can be at each noise level.
+* :func:`rescaled_noisy`: the noisy images both notebooks score on, x_t / sqrt(alpha_bar_t)
+  = x_0 + sigma_t eps with seeded noise, so 03 reproduces 02's exact draw.
 
 Images are float tensors (B, C, H, W) in [-1, 1], so the data range is 2.
 """
@@ -16,9 +18,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .device import cpu_generator, randn
+from .schedules import q_sample
 from .validation import check_image_batch, check_same_shape
 
-__all__ = ["DEFAULT_BLUR_SIGMAS", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma", "blur_baseline"]
+__all__ = ["DEFAULT_BLUR_SIGMAS", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma", "blur_baseline",
+           "rescaled_noisy"]
 
 DEFAULT_BLUR_SIGMAS: tuple[float, ...] = (0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
@@ -109,3 +114,20 @@ def blur_baseline(noisy: torch.Tensor, clean: torch.Tensor, sigma: float) -> tor
     """PSNR per image (B,) of ``gaussian_blur(noisy, sigma)`` clamped to [-1, 1], against ``clean``."""
     _check_pair(noisy, clean)
     return psnr(gaussian_blur(noisy, sigma).clamp(-1, 1), clean)
+
+
+def rescaled_noisy(x0: torch.Tensor, t: int, alpha_bar: torch.Tensor, seed: int) -> torch.Tensor:
+    """y_t = x_t / sqrt(alpha_bar_t) = x_0 + sigma_t eps, with eps from ``cpu_generator(seed)`` (02 section 5, 03 section 7).
+
+    x_t is ``schedules.q_sample`` at timestep ``t`` (one int for the whole batch) with the noise
+    eps ~ N(0, I) drawn on the CPU (the same on every device); dividing by sqrt(alpha_bar_t) undoes
+    the shrinking of the signal, leaving noise of level sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t).
+    Notebook 02 scores the blur baseline on these images and notebook 03 scores its UNets on the
+    very same draw (same images, ``t`` and ``seed``). x0: (B, C, H, W); alpha_bar: (T,).
+    """
+    check_image_batch(x0, "x0")
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(alpha_bar):
+        raise ValueError(f"t must be an int in [0, {len(alpha_bar) - 1}], got {t!r}")
+    eps = randn(x0.shape, generator=cpu_generator(seed), device=x0.device)          # (B, C, H, W)
+    x_t = q_sample(x0, torch.full((len(x0),), t, dtype=torch.long), eps, alpha_bar)
+    return x_t / alpha_bar[t].sqrt()

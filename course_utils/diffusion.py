@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, RunConfig, arch_dict, load_checkpoint, load_or_train
+from .checkpoint import CheckpointError, RunConfig, arch_dict, load_checkpoint, load_or_train, save_checkpoint
 from .data import TensorLoader
 from .device import randn
 from .paths import checkpoint_dir, shipped_checkpoint_dir
@@ -28,7 +28,7 @@ from .training import EMA, train
 from .unet import UNet
 
 __all__ = ["diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
-           "load_trained_unet"]
+           "load_trained_unet", "raw_weights_path", "load_raw_unet"]
 
 
 def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, *, y: torch.Tensor | None = None,
@@ -86,7 +86,7 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
                     lr: float = 2e-3, lr_schedule: str | None = "cosine", epochs: int | None = None,
                     ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
                     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
-                    depends: dict | None = None) -> tuple[nn.Module, dict, dict]:
+                    depends: dict | None = None, keep_raw: bool = False) -> tuple[nn.Module, dict, dict]:
     """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
 
     Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
@@ -97,6 +97,10 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
 
     ``depends``: fingerprints of the models this one is trained with (the latent model records
     its autoencoder). A run killed mid-way resumes after its last finished epoch.
+
+    ``keep_raw``: when the model is trained here, also save the last raw (not averaged) weights to
+    :func:`raw_weights_path` (same config), so notebook 04 can compare EMA and raw weights with
+    :func:`load_raw_unet`. A loaded checkpoint keeps whatever raw file an earlier run saved.
     """
     device = images.device
     arch = arch or unet_config(profile, conditional=labels is not None)
@@ -121,10 +125,34 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
         hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule=lr_schedule, ema=ema, desc=name,
                      on_epoch_end=on_epoch_end, resume_path=resume, resume_config=config.as_dict(), generator=g)
+        if keep_raw:
+            save_checkpoint(raw_weights_path(name), model, config.as_dict())
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
     history = load_or_train(name, ema.module, config, train_fn, shipped=profile.use_pretrained)
     return ema.module.eval(), history, config.as_dict()
+
+
+def raw_weights_path(name: str) -> Path:
+    """Where ``train_diffusion(name, ..., keep_raw=True)`` keeps the raw weights: ``outputs/checkpoints/<name>.raw.pt``."""
+    return checkpoint_dir() / f"{name}.raw.pt"
+
+
+def load_raw_unet(name: str, config: dict, device: torch.device | str = "cpu") -> UNet | None:
+    """The raw (not EMA) weights of model ``name`` saved with ``keep_raw=True`` for ``config``, else ``None``.
+
+    ``config``: the RunConfig dict :func:`train_diffusion` returned; a raw file saved for another
+    config (an older run) or a missing one gives ``None``. Compared with the EMA in notebook 04.
+    """
+    path = raw_weights_path(name)
+    if not path.exists():
+        return None
+    model = make_unet(config["arch"])
+    try:
+        load_checkpoint(path, model, config)
+    except CheckpointError:
+        return None
+    return model.to(device).eval()
 
 
 def find_checkpoint(name: str) -> Path:

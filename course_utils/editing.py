@@ -6,7 +6,8 @@ Everything here reuses the scheduler vocabulary of :mod:`course_utils.samplers`:
 * :func:`ddim_invert`: the eta = 0 update :func:`course_utils.samplers.ddim_step` run *up* the
   timesteps (to the noisier level), image -> x_T.
 * :func:`slerp`, :func:`slerp_path`: spherical interpolation between two noises x_T.
-* :func:`sdedit`: noise an image to the k-th step from the end of the schedule and denoise it.
+* :func:`sdedit`: noise an image to the timestep ``scheduler.timesteps[i_start]`` (counted from the
+  noisy end, as in CS180) and denoise it from there.
 * :func:`inpaint`: keep the known pixels from the forward process q(x_s | x_0) at every step.
 * :func:`anagram_eps`, :func:`visual_anagram`: one sample that reads as class a, and as class b
   once transformed (e.g. rotated by 180 degrees), by averaging the two guided noise estimates.
@@ -132,27 +133,31 @@ def denoise_from(scheduler: _Scheduler, x: torch.Tensor, start: int, eps_fn: Eps
 
 
 @torch.no_grad()
-def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, k: int, *,
+def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, i_start: int, *,
            y: torch.Tensor | int | None = None, guidance: float | None = None,
            generator: torch.Generator | None = None, eps_fn: EpsFn | None = None) -> torch.Tensor:
-    """SDEdit (Meng et al. 2022): noise ``x0`` to the k-th timestep from the end, then denoise.
+    """SDEdit (Meng et al. 2022): noise ``x0`` to ``scheduler.timesteps[i_start]``, then denoise from there.
 
-    With N = ``scheduler.num_inference_steps``, the start is t_k = ``scheduler.timesteps[N - k]``:
-    x_{t_k} = sqrt(ab) x0 + sqrt(1 - ab) eps, followed by the last k steps of the schedule. Small k
-    keeps the input (and its flaws); large k keeps only its rough layout; k = N is a fresh sample.
+    ``i_start`` counts from the *noisy* end, as in Berkeley's CS180 diffusion project: the start
+    is t = ``scheduler.timesteps[i_start]``, x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, followed by
+    the remaining N - i_start steps of the schedule (N = ``scheduler.num_inference_steps``).
+    i_start = 0 starts from (almost) pure noise, a fresh sample that keeps only a trace of the
+    input; a larger i_start adds less noise and keeps more of the input, flaws included; i_start
+    = N - 1 noises to the last timestep only (t = 0 for a schedule that ends there), which leaves
+    the input nearly unchanged.
     """
     check_image_batch(x0, "x0")
     n = scheduler.num_inference_steps
-    if not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}] (the scheduler has {n} steps; call "
-                         f"set_timesteps with more steps for a larger k), got {k!r}")
-    start = n - k
-    t = int(scheduler.timesteps[start])
+    if isinstance(i_start, bool) or not isinstance(i_start, int) or not 0 <= i_start < n:
+        raise ValueError(f"i_start must be an integer in [0, {n - 1}] (an index into the scheduler's {n} timesteps, "
+                         f"counted from the noisy end; call set_timesteps with more steps for a larger one), "
+                         f"got {i_start!r}")
+    t = int(scheduler.timesteps[i_start])
     eps = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = q_sample(x0, torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long), eps,
                    scheduler.schedule.alpha_bar)
     fn = _eps_fn(model, x0, y, guidance, eps_fn)
-    return denoise_from(scheduler, x_t, start, fn, generator=generator)
+    return denoise_from(scheduler, x_t, i_start, fn, generator=generator)
 
 
 def check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,10 @@ of 25 and would flatter every ratio about threefold.
 """
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,13 +28,14 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import TensorLoader, load_mnist
-from .paths import data_dir
+from .paths import data_dir, output_dir
 from .training import train
 from .validation import check_image_batch
 
 __all__ = ["MNISTClassifier", "CLASSIFIER_CONFIG", "train_classifier", "get_classifier", "classifier_accuracy",
            "features", "predict", "class_accuracy", "class_histogram", "gaussian_stats", "frechet_distance",
-           "frechet_floor", "evaluate_samples", "reference_images"]
+           "frechet_floor", "evaluate_samples", "reference_images", "class_spread", "record_trilemma",
+           "trilemma_table", "TRILEMMA_FILE"]
 
 CLASSIFIER_CONFIG = {"model": "MNISTClassifier", "channels": [32, 32, 64], "features": 128}
 
@@ -213,3 +218,64 @@ def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None = None) -
     if labels is not None:
         out["accuracy"] = class_accuracy(images, labels)
     return out
+
+
+# --- The generative trilemma on one table: filled by 01 (VAE, GAN), 04 (DDPM), 07 (latent), shown in 07 ---------
+
+TRILEMMA_FILE = "trilemma.json"
+
+
+def class_spread(hist: torch.Tensor) -> float:
+    """Largest minus smallest fraction of a class histogram (10,): 0 when every digit is drawn equally often.
+
+    The coverage column of the trilemma table (01, 04, 07): a model that drops a digit has a spread
+    of at least its largest class fraction.
+    """
+    if hist.ndim != 1 or len(hist) < 2:
+        raise ValueError(f"hist must be a 1-D histogram over the classes, got shape {tuple(hist.shape)}")
+    return float(hist.max() - hist.min())
+
+
+def record_trilemma(model_name: str, frechet_ratio: float, class_hist_spread: float, ms_per_sample: float,
+                    n: int, **meta: str | int | float) -> Path:
+    """Add (or replace) one row of the trilemma table in ``outputs/trilemma.json``; returns the path.
+
+    The three corners of notebook 01's trilemma, measured: quality (``frechet_ratio``, Frechet
+    distance over its floor; 1 is perfect), coverage (``class_hist_spread``, :func:`class_spread`
+    of the samples' class histogram; 0 is perfect) and speed (``ms_per_sample`` on this machine),
+    from ``n`` samples. Notebooks 01 (VAE, GAN), 04 (DDPM) and 07 (latent diffusion) fill it;
+    07 shows it whole with :func:`trilemma_table`. ``meta``: plain values (``profile``, ``sampler``).
+    """
+    values = {"frechet_ratio": frechet_ratio, "class_hist_spread": class_hist_spread, "ms_per_sample": ms_per_sample}
+    for key, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{key} must be a finite number >= 0, got {v!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer (the number of samples scored), got {n!r}")
+    if not isinstance(model_name, str) or not model_name.strip():
+        raise ValueError("model_name must be a non-empty string such as 'VAE' or 'DDPM'")
+    for key, v in meta.items():
+        if not isinstance(v, (str, int, float)):
+            raise ValueError(f"meta value {key}={v!r} must be a string or a number")
+    rows = trilemma_table()
+    rows[model_name] = {**{k: round(float(v), 4) for k, v in values.items()}, "n": n, **meta}
+    path = output_dir() / TRILEMMA_FILE
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trilemma-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(rows, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def trilemma_table() -> dict[str, dict]:
+    """The rows recorded by :func:`record_trilemma` in this output folder, in the order they were first
+    written (``{}`` when none, or when the file is unreadable)."""
+    try:
+        rows = json.loads((output_dir() / TRILEMMA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return rows if isinstance(rows, dict) else {}

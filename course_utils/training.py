@@ -136,7 +136,7 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     dev = next(model.parameters()).device
     if mixed_precision is None:
         mixed_precision = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    if mixed_precision and dev.type == "cuda":
+    if mixed_precision:                        # the GPU path; on the CPU only when asked for (its test runs there)
         model.to(memory_format=torch.channels_last)
     model.train()
     bar = tqdm(total=total, initial=start * len(loader), desc=desc, leave=False, mininterval=1.0)  # type: ignore[arg-type]

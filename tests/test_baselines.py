@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from course_utils.baselines import best_blur_sigma, blur_baseline, gaussian_blur, gaussian_kernel, psnr
+from course_utils.baselines import best_blur_sigma, blur_baseline, gaussian_blur, gaussian_kernel, psnr, rescaled_noisy
+from course_utils.device import cpu_generator
+from course_utils.schedules import NoiseSchedule, q_sample
 
 
 def _images(seed: int = 0, n: int = 4) -> torch.Tensor:
@@ -85,3 +87,17 @@ def test_bad_input():
         best_blur_sigma(x, x, sigmas=())
     with pytest.raises(ValueError, match="noisy has shape"):
         blur_baseline(x, torch.zeros(2, 1, 4, 4), 1.0)
+
+
+def test_rescaled_noisy_is_x0_plus_sigma_eps_with_the_seeded_noise():
+    x0 = _images(3)
+    ab = NoiseSchedule("linear", 1000).alpha_bar
+    y = rescaled_noisy(x0, 500, ab, seed=9)
+    eps = torch.randn(x0.shape, generator=cpu_generator(9))
+    sigma = ((1 - ab[500]) / ab[500]).sqrt()
+    assert torch.allclose(y, x0 + sigma * eps, atol=1e-4)
+    # bit for bit what notebook 02 computes: q_sample with the same noise, divided by sqrt(alpha_bar_t)
+    want = q_sample(x0, torch.full((len(x0),), 500), eps, ab) / ab[500].sqrt()
+    assert torch.equal(y, want) and torch.equal(rescaled_noisy(x0, 500, ab, seed=9), y)
+    with pytest.raises(ValueError, match="t must be"):
+        rescaled_noisy(x0, 1000, ab, seed=0)

@@ -99,3 +99,21 @@ def test_load_trained_unet_refuses_another_model(tmp_path, monkeypatch):
                     {"model": "NoisyClassifier", "arch": {}})
     with pytest.raises(CheckpointError, match="does not hold a diffusion UNet.*'NoisyClassifier'"):
         load_trained_unet("ddpm")
+
+
+def test_keep_raw_saves_the_raw_weights_next_to_the_ema(tmp_path, monkeypatch):
+    from course_utils.diffusion import load_raw_unet, raw_weights_path
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    p = PROFILES["smoke"]
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(p.batch_size, 1, 12, 12) * 2 - 1
+    assert load_raw_unet("tiny_raw", {"arch": arch}) is None                # nothing saved yet
+    ema, _, cfg = train_diffusion("tiny_raw", p, x, arch=arch, epochs=2, keep_raw=True)
+    assert raw_weights_path("tiny_raw").exists()
+    raw = load_raw_unet("tiny_raw", cfg)
+    assert raw is not None and not raw.training
+    assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), ema.parameters()))   # EMA lags the raw weights
+    other = {**cfg, "train": {**cfg["train"], "epochs": 3}}
+    assert load_raw_unet("tiny_raw", other) is None                        # saved for another run: refused
+    ema2, _, _ = train_diffusion("tiny_raw", p, x, arch=arch, epochs=2, keep_raw=True)   # loaded: raw file kept
+    assert load_raw_unet("tiny_raw", cfg) is not None

@@ -137,24 +137,38 @@ def test_slerp_bad_input():
 def test_sdedit_with_the_oracle_returns_the_data_point():
     x0 = _x(3).clamp(-1, 1)
     s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(25)
-    for k in (1, 7, 25):
-        out = sdedit(None, _x(4), s, k, eps_fn=_oracle(x0), generator=cpu_generator(0))
-        assert torch.allclose(out, x0, atol=1e-3), k
+    for i_start in (0, 18, 24):
+        out = sdedit(None, _x(4), s, i_start, eps_fn=_oracle(x0), generator=cpu_generator(0))
+        assert torch.allclose(out, x0, atol=1e-3), i_start
 
 
-def test_sdedit_small_k_stays_close_to_the_input(tiny_cond_unet):
+def test_sdedit_large_i_start_stays_close_to_the_input(tiny_cond_unet):
+    """i_start counts from the noisy end (CS180): a late start adds little noise and keeps the input."""
     x0 = _x(5).clamp(-1, 1)
     s = DDIMScheduler(SCHED).set_timesteps(25)
-    near = sdedit(tiny_cond_unet, x0, s, 1, y=2, guidance=2.0, generator=cpu_generator(0))
-    far = sdedit(tiny_cond_unet, x0, s, 20, y=2, guidance=2.0, generator=cpu_generator(0))
+    near = sdedit(tiny_cond_unet, x0, s, 24, y=2, guidance=2.0, generator=cpu_generator(0))
+    far = sdedit(tiny_cond_unet, x0, s, 5, y=2, guidance=2.0, generator=cpu_generator(0))
     assert (near - x0).abs().mean() < (far - x0).abs().mean()
 
 
-@pytest.mark.parametrize("k", [0, 26, 3.0])
-def test_sdedit_k_out_of_range(k):
+def test_sdedit_starts_at_the_indexed_timestep_and_runs_the_remaining_steps():
+    """The noise estimate is queried at timesteps[i_start], timesteps[i_start + 1], ..., 0 and nowhere else."""
+    x0, e = _x(3).clamp(-1, 1), _x(7)
+    s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(10)
+    seen = []
+
+    def eps_fn(x, t):
+        seen.append(int(t[0]))
+        return e
+    sdedit(None, x0, s, 3, eps_fn=eps_fn, generator=cpu_generator(0))
+    assert seen == s.timesteps[3:].tolist()                                        # 7 steps, from timesteps[3]
+
+
+@pytest.mark.parametrize("i_start", [-1, 25, 3.0, True])
+def test_sdedit_i_start_out_of_range(i_start):
     s = DDIMScheduler(SCHED).set_timesteps(25)
-    with pytest.raises(ValueError, match="k must be"):
-        sdedit(None, _x(0), s, k, eps_fn=lambda x, t: x)
+    with pytest.raises(ValueError, match="i_start must be"):
+        sdedit(None, _x(0), s, i_start, eps_fn=lambda x, t: x)
 
 
 # ----------------------------------------------------------------------------- inpainting

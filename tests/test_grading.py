@@ -300,6 +300,45 @@ def test_a_dying_grading_process_is_reported_and_regraded_once(tmp_path, monkeyp
     assert "error: nina: not graded" in capsys.readouterr().out
 
 
+def _descendants(pid: int) -> dict[int, str]:
+    """``{pid: command line}`` of every living descendant of ``pid``."""
+    parent_of, cmd = {}, {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent_of[int(p)] = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+            cmd[int(p)] = open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = {}, [pid]
+    while frontier:
+        kids = [c for c, par in parent_of.items() if par in frontier and c not in found]
+        found.update({k: cmd[k] for k in kids})
+        frontier = kids
+    return found
+
+
+def test_killing_the_grader_leaves_no_student_process(tmp_path):
+    """SIGKILL to the grader mid-notebook: its grading process, the sandbox and the kernel all die with it."""
+    (tmp_path / "subs" / "dave").mkdir(parents=True)
+    looping = _with_cells(read_notebook(FIX_NB), "import time\nwhile True:\n    time.sleep(0.05)", at=1)
+    (tmp_path / "subs" / "dave" / "fx_basics.ipynb").write_text(dump_notebook(looping))
+    cmd = [sys.executable, "-m", "course_tools", "grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+           "--notebooks-dir", str(FIX / "notebooks"), "--hidden-tests-dir", str(FIX / "hidden_tests"),
+           "--deliverables", str(FIX / "deliverables.json"), "--timeout", "120"]
+    grader_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, tree = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and not any("ipykernel" in c for c in tree.values()):
+        time.sleep(0.5)
+        tree = _descendants(grader_proc.pid)
+    grader_proc.kill()
+    grader_proc.wait()
+    assert any("ipykernel" in c for c in tree.values()), f"the notebook never started: {tree}"
+    time.sleep(2)
+    alive = {p: c for p, c in tree.items() if os.path.exists(f"/proc/{p}") and
+             open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"}
+    assert not alive, f"left running after the grader died: {alive}"
+
+
 def test_the_wire_format_carries_data_only():
     x = torch.arange(6, dtype=torch.float32).view(2, 3)
     value = {"t": (x, x.to(torch.bfloat16), torch.zeros(0, 2, dtype=torch.int64)), 3: [1.5, float("nan"), None, True]}
@@ -364,8 +403,8 @@ def test_untrusted_files_are_read_safely(tmp_path):
         read_untrusted(tmp_path, "d/absent.png", 100)
     assert image_problem("a.png", b"GIF89a") == "a.png is not a PNG file"
     assert image_problem("a.gif", b"GIF89a...") is None
-    assert report_names(["a b", "a_b", "A_B", "..", "é"]) == {"a b": "a_b", "a_b": "a_b-2", "A_B": "A_B-3", "..": "_",
-                                                               "é": "_-2"}
+    assert report_names(["a b", "a_b", "A_B", "..", "é", "grades.csv"]) == {
+        "a b": "a_b", "a_b": "a_b-2", "A_B": "A_B-3", "..": "_", "é": "_-2", "grades.csv": "grades.csv-2"}
     assert [spreadsheet_safe(v) for v in ("=1+2", "+1", "-x", "@SUM(A1)", "ok", 3)] == ["'=1+2", "'+1", "'-x",
                                                                                         "'@SUM(A1)", "ok", 3]
 

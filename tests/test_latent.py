@@ -179,3 +179,11 @@ def test_train_autoencoder_saves_then_loads(tmp_path, monkeypatch, capsys):
     assert "loaded autoencoder" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert h2["loss"] == h1["loss"]
+
+
+def test_train_autoencoder_variants_get_their_own_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    x = _images(128, seed=4)
+    _, _, cfg = train_autoencoder(PROFILE, x, epochs=1, kl_weight=0.1, name="autoencoder_kl0.1")
+    assert (tmp_path / "checkpoints" / "autoencoder_kl0.1.pt").exists()
+    assert not (tmp_path / "checkpoints" / "autoencoder.pt").exists() and cfg["task"] == {"kl_weight": 0.1}

@@ -115,3 +115,22 @@ def test_mnist_test_order_is_biased_so_a_prefix_floor_would_flatter(clf):
     ordered = frechet_distance(f[:5000], f[5000:])
     shuffled = frechet_distance(f[perm[:5000]], f[perm[5000:]])
     assert ordered > 5 * shuffled, (ordered, shuffled)
+
+
+def test_trilemma_record_and_table(tmp_path, monkeypatch):
+    from course_utils.metrics import class_spread, record_trilemma, trilemma_table
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    assert trilemma_table() == {}
+    assert class_spread(torch.full((10,), 0.1)) == pytest.approx(0.0)
+    assert class_spread(torch.tensor([1.0] + [0.0] * 9)) == pytest.approx(1.0)
+    record_trilemma("VAE", 20.0, 0.1, 0.05, 500, profile="cpu")
+    record_trilemma("DDPM", 3.0, 0.05, 40.0, 500, sampler="DDPM 1000")
+    record_trilemma("VAE", 18.0, 0.1, 0.05, 500)                              # replaced, keeps its place
+    rows = trilemma_table()
+    assert list(rows) == ["VAE", "DDPM"] and rows["VAE"]["frechet_ratio"] == 18.0 and rows["DDPM"]["n"] == 500
+    with pytest.raises(ValueError, match="frechet_ratio"):
+        record_trilemma("GAN", float("nan"), 0.1, 0.1, 10)
+    with pytest.raises(ValueError, match="n must be"):
+        record_trilemma("GAN", 1.0, 0.1, 0.1, 0)
+    with pytest.raises(ValueError, match="1-D"):
+        class_spread(torch.zeros(2, 5))

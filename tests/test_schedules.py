@@ -134,3 +134,47 @@ def test_exports():
     for name in ("q_step", "q_sample_iterative", "marginal_moments", "sigma_from_alpha_bar"):
         assert name in schedules.__all__
     assert "check_timesteps" not in schedules.__all__             # it lives in course_utils.validation
+
+
+# ----------------------------------------------------------------------------- the exact mixture score (03, 06)
+
+def _log_marginal(x, ab, w, mu, std):
+    """log q_t(x) of the diffused 1-D mixture, written out independently of mixture_score."""
+    w, mu = torch.tensor(w, dtype=torch.float64), torch.tensor(mu, dtype=torch.float64)
+    v = ab * std ** 2 + 1 - ab
+    comp = w.log() - 0.5 * math.log(2 * math.pi * v) - (x[..., None] - math.sqrt(ab) * mu) ** 2 / (2 * v)
+    return torch.logsumexp(comp, -1)
+
+
+@pytest.mark.parametrize("ab", [1.0, 0.9, 0.3, 1e-3])
+def test_mixture_score_is_the_gradient_of_the_log_marginal(ab):
+    mix = schedules.TOY_MIXTURE
+    x = torch.linspace(-4, 4, 201, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(_log_marginal(x, ab, mix["weights"], mix["means"], mix["std"]).sum(), x)
+    got = schedules.mixture_score(x.detach(), ab)
+    assert got.shape == x.shape and got.dtype == torch.float64
+    assert torch.allclose(got, grad, rtol=1e-9, atol=1e-9)
+
+
+def test_mixture_score_single_gaussian_and_broadcasting():
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64).view(9, 1, 1, 1)
+    ab = torch.linspace(0.1, 1.0, 9, dtype=torch.float64).view(9, 1, 1, 1)           # one level per point
+    got = schedules.mixture_score(x, ab, weights=[1.0], means=[0.5], std=0.2)
+    want = -(x - ab.sqrt() * 0.5) / (ab * 0.04 + 1 - ab)
+    assert got.shape == x.shape and torch.allclose(got, want, atol=1e-12)
+    far = schedules.mixture_score(torch.tensor([-1e3, 1e3], dtype=torch.float64), 1.0)   # stable in the tails
+    assert torch.isfinite(far).all() and far[0] > 0 > far[1]
+
+
+def test_mixture_score_bad_input():
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="sum to 1"):
+        schedules.mixture_score(x, 0.5, weights=[0.5, 0.6], means=[0.0, 1.0])
+    with pytest.raises(ValueError, match="same length"):
+        schedules.mixture_score(x, 0.5, weights=[1.0], means=[0.0, 1.0])
+    with pytest.raises(ValueError, match="std"):
+        schedules.mixture_score(x, 0.5, std=0.0)
+    with pytest.raises(ValueError, match=r"alpha_bar must lie in \(0, 1\]"):
+        schedules.mixture_score(x, 0.0)
+    with pytest.raises(ValueError, match="float tensor"):
+        schedules.mixture_score(torch.zeros(3, dtype=torch.long), 0.5)

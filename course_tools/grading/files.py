@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import sys
 import zipfile
@@ -53,8 +54,11 @@ def discover_submissions(folder: Path) -> tuple[list[tuple[str, Path]], list[tup
 
 
 def report_names(students: list[str]) -> dict[str, str]:
-    """A unique, safe folder name per student (``a b`` -> ``a_b``; a clash, even by case, gets ``-2``, ``-3``)."""
-    taken: set[str] = set()
+    """A unique, safe folder name per student (``a b`` -> ``a_b``; a clash, even by case, gets ``-2``, ``-3``).
+
+    The class files of the report folder (``grades.csv``, ``skipped.csv``) are never a student's name.
+    """
+    taken = {"grades.csv", "skipped.csv"}
     out = {}
     for student in students:
         base = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in student).lstrip(".")[:80]
@@ -91,8 +95,6 @@ def _package_dirs(root: Path) -> set[tuple[str, ...]]:
 
 def _drop_shadowing(root: Path) -> list[str]:
     """Remove what would shadow a course module from the copy in ``root``; their names, for the report."""
-    import shutil
-
     removed = []
     for parts in sorted(_package_dirs(root), key=len):
         path = root.joinpath(*parts)

@@ -34,7 +34,7 @@ from .files import discover_submissions, report_names, tree_digest
 from .judge import describe_status
 from .per_student import GradeConfig, grade_student
 from .report import StudentResult, spreadsheet_safe, write_grades_csv, write_student_report, write_text_atomic
-from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable, become_subreaper, choose
+from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable, choose, guard_grading_process
 
 __all__ = ["Outcome", "grade_submissions", "add_arguments", "prepare", "main"]
 
@@ -67,7 +67,7 @@ class _Running:
 
 def _grade_in_child(conn, task: _Task, course: list[CourseNotebook], cfg: GradeConfig, sandbox: Sandbox) -> None:
     """The body of a student's grading process: grade, send the result as JSON, exit."""
-    become_subreaper()
+    guard_grading_process()
     result = grade_student(task.student, task.source, course, cfg, sandbox, task.report_dir, task.slot)
     conn.send_bytes(json.dumps(asdict(result)).encode())
     conn.close()
@@ -185,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=["auto", *MODES], default="auto",
                         help="how to isolate the students' code (default auto: the strongest this machine offers)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help=f"address space of each student process, MiB (default {Limits.memory_mb})")
+                        help=f"memory (heap) of each student process, MiB (default {Limits.memory_mb})")
     parser.add_argument("--notebooks-dir", type=Path, default=root / "notebooks",
                         help="instructor notebooks (default notebooks/)")
     parser.add_argument("--hidden-tests-dir", type=Path, default=root / "grading" / "hidden_tests",

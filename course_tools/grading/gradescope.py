@@ -34,7 +34,7 @@ from course_utils.paths import data_dir, project_root
 from .course import CourseNotebook, load_course, load_manifest, write_manifest
 from .per_student import grade_student
 from .report import NotebookResult, StudentResult, notebook_notes
-from .sandbox import MODES, Limits, SandboxUnavailable, become_subreaper
+from .sandbox import MODES, Limits, SandboxUnavailable, guard_grading_process
 
 __all__ = ["VISIBILITIES", "build_bundle", "results_json", "run_autograder", "add_arguments", "main"]
 
@@ -127,7 +127,7 @@ def run_autograder(root: Path) -> int:
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     course = load_manifest(source / "course.json", source / "hidden_tests")
     results.mkdir(exist_ok=True)
-    become_subreaper()
+    guard_grading_process()
     try:
         cfg, sandbox = prepare(course, [source / "hidden_tests", source / "config.json", results], config["sandbox"],
                                config["memory_mb"], profile=config["profile"], timeout=config["timeout"],
@@ -155,7 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per notebook (default 300)")
     parser.add_argument("--test-timeout", type=float, default=60.0, help="seconds per exercise (default 60)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help=f"address space of each student process, MiB (default {Limits.memory_mb})")
+                        help=f"memory (heap) of each student process, MiB (default {Limits.memory_mb})")
     parser.add_argument("--sandbox", choices=["auto", *MODES], default="auto", help="sandbox mode (default auto)")
     parser.add_argument("--visibility", choices=VISIBILITIES, default="visible",
                         help="when students see each test's result on Gradescope (default visible)")

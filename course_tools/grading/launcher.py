@@ -37,7 +37,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 _DEVICES = ("null", "zero", "full", "random", "urandom")
-_LIMITS = {"cpu_s": resource.RLIMIT_CPU, "memory_mb": resource.RLIMIT_AS, "file_mb": resource.RLIMIT_FSIZE,
+_LIMITS = {"cpu_s": resource.RLIMIT_CPU, "memory_mb": resource.RLIMIT_DATA, "file_mb": resource.RLIMIT_FSIZE,
            "nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC, "core": resource.RLIMIT_CORE}
 
 _libc = ctypes.CDLL(None, use_errno=True)

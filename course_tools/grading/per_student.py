@@ -154,7 +154,7 @@ def _execute(course_nb: CourseNotebook, nb: dict, cwd: Path, cfg: GradeConfig, s
 
 
 def _limit_scoring() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
+    resource.setrlimit(resource.RLIMIT_DATA, (8 * 2**30, 8 * 2**30))
     os.setsid()
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["MODES", "UID_BASE", "UID_BLOCK", "SandboxUnavailable", "Limits", "Box", "Sandbox", "choose",
-           "claim_uid_block", "become_subreaper"]
+           "claim_uid_block", "guard_grading_process"]
 
 MODES = ("namespace", "uid", "bwrap", "process")
 UID_BASE = 1_900_000_000       # dedicated uids and gids (no /etc/passwd entry needed) start here
@@ -34,7 +34,7 @@ UID_BLOCK = 65536              # each run claims a block of uids: student k gets
 _BLOCKS = (2**31 - 1 - UID_BASE) // UID_BLOCK
 _BWRAP_UID = 1000              # the student's uid inside bubblewrap's user namespace
 _SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
 class SandboxUnavailable(RuntimeError):
@@ -43,7 +43,11 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass
 class Limits:
-    """Resource limits of every process a student starts (``setrlimit``; memory and CPU are per process)."""
+    """Resource limits of every process a student starts (``setrlimit``; memory and CPU are per process).
+
+    Memory is ``RLIMIT_DATA`` (heap and private writable mappings), not the address space: torch alone
+    reserves about 3 GiB of address space it never uses.
+    """
 
     cpu_s: int = 900
     memory_mb: int = 4096
@@ -53,7 +57,7 @@ class Limits:
     tmp_mb: int = 256           # the private /tmp (namespace mode)
 
     def describe(self, dedicated_uid: bool) -> str:
-        return (f"{self.cpu_s} s CPU, {self.memory_mb} MiB address space and {self.file_mb} MiB per file per process"
+        return (f"{self.cpu_s} s CPU, {self.memory_mb} MiB of memory and {self.file_mb} MiB per file per process"
                 + (f", {self.nproc} processes" if dedicated_uid else ""))
 
 
@@ -96,7 +100,7 @@ class Box:
 
 
 _claimed: list[int] = []       # this process's uid block (one per process, whatever the number of runs)
-_subreaper: list[int] = []     # pids that called become_subreaper (a forked child is not one)
+_subreaper: list[int] = []     # pids that called guard_grading_process (a forked child is not one)
 
 
 def claim_uid_block() -> int:
@@ -125,9 +129,11 @@ def claim_uid_block() -> int:
     raise SandboxUnavailable("every block of dedicated uids is in use")
 
 
-def become_subreaper() -> None:
-    """Adopt this process's orphaned descendants (so :meth:`Sandbox.stop` can kill them) and refuse ptrace."""
+def guard_grading_process() -> None:
+    """For a process that grades one student: die with its parent, adopt the student's orphaned processes
+    (so :meth:`Sandbox.stop` can kill them), and refuse ptrace."""
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _subreaper.append(os.getpid())
