@@ -5,7 +5,7 @@
 #
 #   ./course.sh run  [--profile smoke|cpu|full] [NOTEBOOK...]   execute every notebook in order
 #   ./course.sh test [PYTEST ARGS...]                           unit tests + strict nbval (smoke)
-#   ./course.sh <any course_tools command>                     generate, release, grade
+#   ./course.sh <any course_tools command>                     generate, release, grade, gradescope
 set -euo pipefail
 cd "$(dirname "$0")"
 
