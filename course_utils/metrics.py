@@ -243,7 +243,7 @@ def record_trilemma(model_name: str, frechet_ratio: float, class_hist_spread: fl
     The three corners of notebook 01's trilemma, measured: quality (``frechet_ratio``, Frechet
     distance over its floor; 1 is perfect), coverage (``class_hist_spread``, :func:`class_spread`
     of the samples' class histogram; 0 is perfect) and speed (``ms_per_sample`` on this machine),
-    from ``n`` samples. Notebooks 01 (VAE, GAN), 04 (DDPM) and 07 (latent diffusion) fill it;
+    from ``n`` samples. Notebooks 01 (VAE, GAN), 04 (DDPM), 06 (DDIM) and 07 (latent diffusion) fill it;
     07 shows it whole with :func:`trilemma_table`. ``meta``: plain values (``profile``, ``sampler``).
     """
     values = {"frechet_ratio": frechet_ratio, "class_hist_spread": class_hist_spread, "ms_per_sample": ms_per_sample}
