@@ -10,6 +10,7 @@ data               real MNIST, offline, hash-checked                 -- 00
 validation         one checker per kind of input, extract()          -- all
 checkpoint         RunConfig, atomic saves, the one load-or-train    -- 00
 training           training loop, EMA, resume, learning-rate schedule -- 00, 04
+progress           progress bars of long loops (hidden in smoke)      -- all
 plotting           labelled image grids, loss curves, GIFs           -- all
 metrics            classifier, class accuracy, Frechet distance      -- 00
 checks             exercise checks                                   -- all

@@ -5,19 +5,63 @@ Every exercise in the notebooks ends with a check cell::
     check_function(my_forward, reference_forward, cases=[(x0, t, eps)])
 
 It prints one line per passing case and raises ``AssertionError`` naming the first
-difference (type, shape, dtype or values, with the largest error and where it is).
+difference (type, shape, dtype or values, with the largest error and where it is). When the
+outputs are images, the failing case is also drawn: the student's row above the expected one.
+Module exercises (a block whose ``__init__`` is given and whose ``forward`` the student writes)
+are checked with :func:`check_module`, which loads the reference's weights into the student's
+module first.
+
+Inside Jupyter, importing this module also installs a short message for unfinished exercises
+(:func:`install_exercise_messages`): a cell that calls an exercise still raising
+``NotImplementedError`` prints one line naming the exercise to finish instead of a traceback, and
+a later ``NameError`` says which unfinished exercise left the name undefined.
 """
 from __future__ import annotations
 
+import copy
+import sys
 from typing import Any, Callable, Sequence
 
 import torch
+from torch import nn
 
-__all__ = ["compare", "check_function", "ExerciseNotDone"]
+__all__ = ["compare", "check_function", "check_module", "ExerciseNotDone", "install_exercise_messages",
+           "unfinished_exercises"]
 
 
 class ExerciseNotDone(AssertionError):
     """The student's function still raises NotImplementedError."""
+
+
+_UNFINISHED: list[str] = []       # exercises seen raising NotImplementedError in this kernel, in order
+
+
+def unfinished_exercises() -> list[str]:
+    """Names of the exercises that raised ``NotImplementedError`` in this session (for messages)."""
+    return list(_UNFINISHED)
+
+
+def _note_unfinished(name: str) -> None:
+    if name not in _UNFINISHED:
+        _UNFINISHED.append(name)
+
+
+def _looks_like_images(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and min(x.shape[2:]) >= 8 \
+        and x.dtype.is_floating_point
+
+
+def _show_pair(got: torch.Tensor, want: torch.Tensor, title: str) -> None:
+    """Draw up to 8 images of the student's output above the expected ones (in a notebook only)."""
+    if "ipykernel" not in sys.modules:
+        return
+    try:
+        from .plotting import show_images
+        n = min(8, len(want))
+        show_images(torch.cat([got[:n].detach().float().cpu(), want[:n].detach().float().cpu()]), nrow=n,
+                    row_labels=["yours", "expected"], title=title, scale=0.8)
+    except Exception:  # noqa: BLE001 - a drawing problem must not hide the real message
+        pass
 
 
 def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4, where: str = "output") -> None:
@@ -65,10 +109,14 @@ def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4, where: 
 
 
 def check_function(student: Callable, reference: Callable, cases: Sequence[tuple | dict],
-                   atol: float = 1e-5, rtol: float = 1e-4, name: str | None = None, quiet: bool = False) -> int:
+                   atol: float = 1e-5, rtol: float = 1e-4, name: str | None = None, quiet: bool = False,
+                   show: bool = True) -> int:
     """Call ``student`` and ``reference`` on every case (a tuple of args or a dict of kwargs) and compare.
 
-    Returns the number of cases checked; raises ``AssertionError`` on the first difference.
+    Randomness is part of a case (pass ``t``, ``eps``, ``noise`` as arguments), so every correct
+    answer passes whatever order it computes things in. Returns the number of cases checked; raises
+    ``AssertionError`` on the first difference, after drawing the two outputs when they are
+    images (B, 1 or 3, H, W) and ``show`` is true.
     """
     name = name or getattr(student, "__name__", "function")
     for i, case in enumerate(cases):
@@ -77,8 +125,106 @@ def check_function(student: Callable, reference: Callable, cases: Sequence[tuple
         try:
             got = student(*args, **kwargs)
         except NotImplementedError as e:
+            _note_unfinished(name)
             raise ExerciseNotDone(f"{name} is not implemented yet: {e}") from None
-        compare(got, want, atol, rtol, where=f"{name} case {i}")
+        try:
+            compare(got, want, atol, rtol, where=f"{name} case {i}")
+        except AssertionError:
+            if show and _looks_like_images(want) and isinstance(got, torch.Tensor) and got.shape == want.shape:
+                _show_pair(got, want, f"{name}, case {i}: your output (top) and the expected one (bottom)")
+            raise
     if not quiet:
         print(f"{name}: all {len(cases)} cases match the reference")
     return len(cases)
+
+
+def check_module(student: nn.Module, reference: nn.Module, cases: Sequence[tuple | dict], atol: float = 1e-5,
+                 rtol: float = 1e-4, name: str | None = None, quiet: bool = False) -> int:
+    """Check a module exercise: load ``reference``'s weights into ``student``, then compare their outputs.
+
+    The exercise gives the layers (``__init__``, same names and shapes as the reference) and the
+    student writes ``forward``; with shared weights the two modules must agree on every case (a
+    tuple of ``forward`` arguments or a dict of keyword arguments), in eval mode. ``student`` is
+    not changed: a copy gets the weights. Returns the number of cases checked.
+    """
+    name = name or type(student).__name__
+    want_keys, got_keys = set(reference.state_dict()), set(student.state_dict())
+    if want_keys != got_keys:
+        missing, extra = sorted(want_keys - got_keys), sorted(got_keys - want_keys)
+        raise AssertionError(f"{name}: its layers differ from the reference's; keep the __init__ the exercise gives"
+                             + (f"; missing {missing[:6]}" if missing else "") + (f"; unexpected {extra[:6]}" if extra else ""))
+    trial = copy.deepcopy(student)
+    try:
+        trial.load_state_dict(reference.state_dict())
+    except RuntimeError as e:
+        raise AssertionError(f"{name}: a layer has another shape than the reference's ({str(e).splitlines()[-1].strip()})"
+                             ) from None
+    trial.eval()
+    reference.eval()
+    with torch.no_grad():
+        return check_function(trial, reference, cases, atol=atol, rtol=rtol, name=name, quiet=quiet)
+
+
+def _exercise_name(tb: Any) -> str | None:
+    """The innermost function of the traceback defined in a notebook cell (the unfinished exercise)."""
+    name = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "ipykernel" in code.co_filename or code.co_filename.startswith("<ipython-input") \
+                or code.co_filename.startswith("<cell"):
+            if code.co_name != "<module>":
+                name = code.co_name
+        tb = tb.tb_next
+    return name
+
+
+def _exercise_message(etype: type, value: BaseException, tb: Any) -> str | None:
+    """One line for an unfinished exercise or for a NameError it caused; None for any other error."""
+    if issubclass(etype, ExerciseNotDone):
+        text = str(value)
+        exercise = text.split(" is not implemented yet")[0]
+        _note_unfinished(exercise)
+        return (f"Exercise not finished: `{exercise}` still raises NotImplementedError. Write it in its cell (search "
+                f"this notebook for `def {exercise}`), run that cell, then run this one again.")
+    if issubclass(etype, NotImplementedError):
+        exercise = _exercise_name(tb)
+        if exercise is None:
+            return None
+        _note_unfinished(exercise)
+        hint = str(value).strip()
+        return (f"This cell needs the exercise `{exercise}`, which is not finished yet. Write it in its cell "
+                f"(search this notebook for `def {exercise}`), run that cell, then run this one again."
+                + (f" Hint: {hint}" if hint else ""))
+    if issubclass(etype, NameError) and _UNFINISHED:
+        names = ", ".join(f"`{n}`" for n in _UNFINISHED)
+        return (f"{value}: a cell above could not compute it because of the unfinished exercise(s) {names}. "
+                f"Finish them, then run the notebook again from the top.")
+    return None
+
+
+def install_exercise_messages() -> bool:
+    """In IPython, replace the traceback of an unfinished exercise by one line naming it; True if installed.
+
+    Other errors keep their normal traceback. Jupyter still counts the cell as failed (so "Run all"
+    stops there); the cells that do not need the exercise run as usual when run on their own.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_course_exercise_messages", False):
+        return shell is not None
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        message = _exercise_message(etype, value, tb)
+        if message is None:
+            return self.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        return [f"{etype.__name__}: {message}"]
+
+    shell.set_custom_exc((NotImplementedError, ExerciseNotDone, NameError), handler)
+    shell._course_exercise_messages = True
+    return True
+
+
+install_exercise_messages()

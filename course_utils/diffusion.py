@@ -27,23 +27,57 @@ from .schedules import NoiseSchedule
 from .training import EMA, train
 from .unet import UNet
 
-__all__ = ["diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
+__all__ = ["l_simple", "LossTerm", "diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
            "load_trained_unet", "raw_weights_path", "load_raw_unet"]
 
 
+def l_simple(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, *,
+             y: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
+    """L_simple for given randomness (Ho et al. eq. 14; taught in 04, label dropout in 05).
+
+    Args:
+        model: ``eps_theta(x_t, t)`` or, with labels, ``eps_theta(x_t, t, y)``.
+        x0: clean images, (B, C, H, W).
+        t: one timestep per image, (B,) int64.
+        eps: the noise that makes x_t, (B, C, H, W).
+        schedule: the :class:`~course_utils.schedules.NoiseSchedule` whose ``alpha_bar`` makes x_t.
+        y: class labels (B,) int64, or None for an unconditional model.
+        drop: (B,) bool, True where the label is replaced by the null label ``model.num_classes``
+            (classifier-free guidance's label dropout, 05); None keeps every label.
+
+    Returns:
+        The mean over all pixels of ``(eps - eps_theta(x_t, t[, y]))**2``, a scalar.
+    """
+    x_t = schedule.q_sample(x0, t, eps)                                            # (B, C, H, W), eq. 4
+    if y is None:
+        return F.mse_loss(model(x_t, t), eps)
+    if drop is not None:
+        y = torch.where(drop, torch.full_like(y, model.num_classes), y)            # null label where dropped
+    return F.mse_loss(model(x_t, t, y), eps)
+
+
+LossTerm = Callable[..., torch.Tensor]      # (model, x0, t, eps, schedule, *, y, drop) -> scalar, like l_simple
+
+
 def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, *, y: torch.Tensor | None = None,
-                   p_uncond: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """L_simple: mean squared error between the true and the predicted noise at random t."""
+                   p_uncond: float = 0.0, generator: torch.Generator | None = None,
+                   loss: LossTerm = l_simple) -> torch.Tensor:
+    """Algorithm 1's loss on a minibatch: draw t, eps (and the label dropout), then ``loss`` (default :func:`l_simple`).
+
+    The draws come from ``generator`` in a fixed order (t (B,), then eps (B, C, H, W), then the
+    dropout's uniform numbers (B,) when ``y`` is given and ``p_uncond > 0``), on the CPU, so two
+    ``loss`` functions given the same seed see the same randomness. ``loss`` is called as
+    ``loss(model, x0, t, eps, schedule, y=y, drop=drop)``: a student's loss trains through here.
+    """
     if not 0.0 <= p_uncond <= 1.0:
         raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
     b, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (b,), generator=generator).to(dev)          # (B,)
     eps = randn(x0.shape, generator=generator, device=dev)                         # (B, C, H, W)
-    x_t = schedule.q_sample(x0, t, eps)
+    drop = None
     if y is not None and p_uncond > 0:
-        drop = (torch.rand(b, generator=generator) < p_uncond).to(dev)
-        y = torch.where(drop, torch.full_like(y, model.num_classes), y)            # null label
-    return F.mse_loss(model(x_t, t, y) if y is not None else model(x_t, t), eps)
+        drop = (torch.rand(b, generator=generator) < p_uncond).to(dev)            # (B,) bool
+    return loss(model, x0, t, eps, schedule, y=y, drop=drop)
 
 
 @dataclass
@@ -86,7 +120,8 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
                     lr: float = 2e-3, lr_schedule: str | None = "cosine", epochs: int | None = None,
                     ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
                     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
-                    depends: dict | None = None, keep_raw: bool = False) -> tuple[nn.Module, dict, dict]:
+                    depends: dict | None = None, keep_raw: bool = False,
+                    loss: LossTerm | None = None) -> tuple[nn.Module, dict, dict]:
     """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
 
     Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
@@ -101,6 +136,9 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
     ``keep_raw``: when the model is trained here, also save the last raw (not averaged) weights to
     :func:`raw_weights_path` (same config), so notebook 04 can compare EMA and raw weights with
     :func:`load_raw_unet`. A loaded checkpoint keeps whatever raw file an earlier run saved.
+
+    ``loss``: a student's loss term with :func:`l_simple`'s signature (04 and 05 train with theirs). Its
+    name goes into the checkpoint's ``train`` config, and shipped weights are never used for it.
     """
     device = images.device
     arch = arch or unet_config(profile, conditional=labels is not None)
@@ -109,7 +147,8 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
         model="UNet", arch=arch,
         task={"schedule": schedule_name, "T": profile.num_timesteps, "p_uncond": p_uncond},
         train={"lr": lr, "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
-               "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed},
+               "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed,
+               **({"loss": getattr(loss, "__name__", type(loss).__name__)} if loss is not None else {})},
         depends=depends or {})
     torch.manual_seed(seed)
     model = make_unet(arch).to(device)
@@ -119,7 +158,7 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, yb = batch
-        return diffusion_loss(m, xb, schedule, y=yb, p_uncond=p_uncond, generator=g)
+        return diffusion_loss(m, xb, schedule, y=yb, p_uncond=p_uncond, generator=g, loss=loss or l_simple)
 
     def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
@@ -129,7 +168,7 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
             save_checkpoint(raw_weights_path(name), model, config.as_dict())
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
-    history = load_or_train(name, ema.module, config, train_fn, shipped=profile.use_pretrained)
+    history = load_or_train(name, ema.module, config, train_fn, shipped=profile.use_pretrained and loss is None)
     return ema.module.eval(), history, config.as_dict()
 
 

@@ -18,9 +18,9 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .device import randn
+from .progress import progress_bar
 from .samplers import DDIMScheduler, _Scheduler, ddim_step, guided_eps, initial_noise
 from .schedules import q_sample
 from .validation import check_image_batch, check_labels
@@ -64,7 +64,8 @@ def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMSchedu
     alpha_bar = scheduler.schedule.alpha_bar.tolist()                            # (T,) floats: no GPU sync per step
     x, alpha_bar_s = x0, 1.0                                                      # x_0 is at level alpha_bar = 1
     traj = []
-    for t in tqdm(scheduler.timesteps.flip(0).tolist(), desc="DDIM inversion", leave=False, disable=not progress):
+    for t in progress_bar(scheduler.timesteps.flip(0).tolist(), desc="DDIM inversion", unit="step",
+                           enabled=progress):
         tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         x = ddim_step(x, fn(x, tb), alpha_bar_s, alpha_bar[t], eta=0.0)          # up: alpha_bar[t] < alpha_bar_s
         alpha_bar_s = alpha_bar[t]

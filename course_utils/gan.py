@@ -22,10 +22,10 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save
 from .device import randn
+from .progress import progress_bar
 from .training import RESUME_FORMAT, load_resume_state
 from .validation import check_image_batch
 
@@ -191,8 +191,7 @@ def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, beta
         history, start = state["history"], int(state["epoch"])
         print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
     gan.train()
-    bar = tqdm(total=epochs * len(loader), initial=start * len(loader), desc=desc, leave=False,  # type: ignore[arg-type]
-               mininterval=1.0)
+    bar = progress_bar(total=epochs * len(loader), initial=start * len(loader), desc=desc)  # type: ignore[arg-type]
     for epoch in range(start, epochs):
         n0 = len(history["d_loss"])
         for batch in loader:

@@ -16,7 +16,7 @@ from .paths import deliverables_dir
 
 _GRID_PAD = 2                                   # pixels between the images of a grid
 
-__all__ = ["image_grid", "show_images", "plot_losses", "save_gif", "save_figure", "deliverable_path"]
+__all__ = ["image_grid", "show_images", "image_slider", "plot_losses", "save_gif", "save_figure", "deliverable_path"]
 
 
 def deliverable_path(name: str, suffix: str = ".png") -> Path:
@@ -88,6 +88,55 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, s
     if title:
         ax.set_title(title)
     return save_figure(ax.figure, save_as)
+
+
+def _png(arr: np.ndarray, zoom: int = 3) -> bytes:
+    """PNG bytes of a grid from :func:`image_grid` (values in [0, 1]), each pixel ``zoom`` x ``zoom``."""
+    import io
+
+    from PIL import Image
+    img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
+    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_slider(frames: Sequence[torch.Tensor], labels: Sequence[str], description: str, *, nrow: int = 8,
+                 title: str | None = None, save_as: str | None = None, max_static: int = 6) -> plt.Figure:
+    """A slider over precomputed image batches (a live notebook), and a static figure of some of them (everywhere).
+
+    ``frames[i]`` is a batch (B, C, H, W) in [-1, 1] shown when the slider is at ``labels[i]`` (a
+    noise level, a timestep, a guidance weight...). The widget needs ipywidgets and a running
+    kernel; the static figure (at most ``max_static`` frames, evenly spaced, one row each) is the
+    fallback a repository browser, nbval and a PDF export show. Returns the static figure.
+    A cell calling this starts with ``# NBVAL_IGNORE_OUTPUT`` (the widget's output is not reproducible).
+    """
+    if len(frames) != len(labels) or not frames:
+        raise ValueError(f"image_slider needs one label per frame, got {len(frames)} frames and {len(labels)} labels")
+    labels = [str(label) for label in labels]
+    keep = sorted({round(i * (len(frames) - 1) / max(1, min(max_static, len(frames)) - 1))
+                   for i in range(min(max_static, len(frames)))})
+    rows = [frames[i][:nrow].detach().float().cpu() for i in keep]
+    fig = show_images(torch.cat(rows), nrow=nrow, title=title, save_as=save_as,
+                      row_labels=[f"{description} {labels[i]}" for i in keep] if all(len(r) == nrow for r in rows)
+                      else None)
+    try:
+        import sys
+
+        import ipywidgets as widgets
+        from IPython.display import display
+        if "ipykernel" not in sys.modules:
+            return fig
+    except ImportError:
+        return fig
+    pngs = [_png(image_grid(f[:nrow].detach().float().cpu(), nrow=nrow)) for f in frames]
+    slider = widgets.SelectionSlider(options=labels, value=labels[0], description=description,
+                                     continuous_update=True, layout=widgets.Layout(width="60%"))
+    image = widgets.Image(value=pngs[0], format="png")
+    slider.observe(lambda change: setattr(image, "value", pngs[labels.index(change["new"])]), names="value")
+    display(widgets.VBox([slider, image]))
+    return fig
 
 
 def _smooth(y: Sequence[float], k: int) -> np.ndarray:

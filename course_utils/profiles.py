@@ -37,6 +37,7 @@ class Profile:
     n_samples: int = 64           # samples shown in grids
     n_metric_samples: int = 1000  # samples scored by the metrics (Frechet, accuracy)
     use_pretrained: bool = False  # load shipped checkpoints from data/checkpoints/
+    progress: bool = True         # draw progress bars (course_utils.progress); off in smoke, whose outputs nbval compares
 
     def epochs(self, model: str) -> int:
         """Epochs to train ``model`` (e.g. "vae", "ddpm") in this profile."""
@@ -65,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", train_images=2048, test_images=512, batch_size=128,
         epoch_budget={m: 1 for m in _MODELS},
         width=16, num_timesteps=1000, ddpm_steps=50, sample_steps=10, n_samples=16, n_metric_samples=256,
-        use_pretrained=False,
+        use_pretrained=False, progress=False,
     ),
     "cpu": Profile(
         name="cpu", train_images=10000, test_images=10000, batch_size=128,

@@ -29,9 +29,9 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .device import cpu_generator, randn
+from .progress import progress_bar
 from .schedules import NoiseSchedule
 from .validation import check_alpha_bar, check_eta, check_labels, check_same_shape
 
@@ -355,8 +355,8 @@ def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int,
     if isinstance(model, nn.Module):
         model.eval()
     steps = scheduler.timesteps.tolist()
-    for i, t in enumerate(tqdm(steps, desc=f"{type(scheduler).__name__[:-9]} {len(steps)} steps",
-                               leave=False, disable=not progress, mininterval=1.0)):
+    for i, t in enumerate(progress_bar(steps, desc=f"{type(scheduler).__name__[:-9]} {len(steps)} steps",
+                                       unit="step", enabled=progress)):
         tb = torch.full((shape[0],), t, device=device, dtype=torch.long)
         eps = eps_fn(x, tb) if eps_fn is not None else guided_eps(model, x, tb, y, guidance)
         out = scheduler.step(eps, t, x, generator=generator)
@@ -391,8 +391,7 @@ def sample_batches(model: nn.Module | Callable, scheduler: _Scheduler, n: int,
     g = cpu_generator(seed)
     x_T = randn((n, *item_shape), generator=g)                                      # (n, *item_shape), CPU
     out = []
-    with tqdm(total=n, desc=f"sampling {n}", unit="sample", leave=False, disable=not progress,
-              mininterval=1.0) as bar:
+    with progress_bar(total=n, desc=f"sampling {n}", unit="sample", enabled=progress) as bar:
         for i in range(0, n, batch_size):
             x_T_batch = x_T[i:i + batch_size]
             y = labels[i:i + batch_size].to(device) if labels is not None else None

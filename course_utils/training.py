@@ -8,9 +8,9 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save
+from .progress import progress_bar
 
 __all__ = ["EMA", "train", "cosine_warmup_lr", "load_resume_state", "RESUME_FORMAT"]
 
@@ -139,7 +139,7 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     if mixed_precision:                        # the GPU path; on the CPU only when asked for (its test runs there)
         model.to(memory_format=torch.channels_last)
     model.train()
-    bar = tqdm(total=total, initial=start * len(loader), desc=desc, leave=False, mininterval=1.0)  # type: ignore[arg-type]
+    bar = progress_bar(total=total, initial=start * len(loader), desc=desc)  # type: ignore[arg-type]
     pending: list[torch.Tensor] = []          # losses still on the device, read back in one go
 
     def flush(epoch: int) -> None:

@@ -9,6 +9,11 @@ A hidden-test file defines ``test_<exercise>()`` for every exercise of its noteb
         x0, eps = ...
         return Exercise(schedules.q_sample, cases=[(x0, t, eps, ab), Case((x0[:1], t[:1], eps[:1], ab))])
 
+``forbid`` lists what in ``course_utils`` implements the exercise itself (the function, a method such as
+``DDPMScheduler.step``): while the student's function runs in the grader, those are replaced by stubs that
+raise, so an answer that calls them is marked ``delegated`` with no point. The package's other helpers (a
+network, a schedule's tables) stay callable.
+
 Inputs are tensors, Python values, :class:`Generator` (a fresh seeded ``torch.Generator`` per call) and
 :class:`Build` (an object made the same way on both sides, a module with the grader's weights). A
 ``Case(args, raises=ValueError, hint=...)`` passes when the student's function raises that exception.
@@ -29,7 +34,7 @@ import torch
 
 from .wire import Build, Generator, decode, encode
 
-__all__ = ["Build", "Case", "Exercise", "Generator", "LoadedExercise", "HiddenTests", "load_hidden_tests"]
+__all__ = ["Build", "Case", "Exercise", "Generator", "forbidden_name", "LoadedExercise", "HiddenTests", "load_hidden_tests"]
 
 _QUOTE_MIN = 16     # a message holding a line of the hidden tests at least this long is withheld
 
@@ -56,6 +61,16 @@ class Exercise:
     atol: float = 1e-5
     rtol: float = 1e-4
     no_grad: bool = False       # run both sides under torch.no_grad()
+    forbid: Sequence[Callable[..., Any]] = ()   # course_utils's own implementations of the exercise
+
+
+def forbidden_name(obj: Any) -> str:
+    """``"module:qualname"`` of a function or method of ``course_utils``, as the student side resolves it."""
+    fn = getattr(obj, "__func__", obj)
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or not module.startswith("course_utils"):
+        raise ValueError(f"forbid= takes functions and methods of course_utils, not {obj!r}")
+    return f"{module}:{qualname}"
 
 
 @dataclass
@@ -69,6 +84,7 @@ class LoadedExercise:
     atol: float = 1e-5
     rtol: float = 1e-4
     no_grad: bool = False
+    forbid: list[str] = field(default_factory=list)     # "module:qualname" stubbed while the student's code runs
     broken: str = ""            # why the instructor's test could not be prepared ("" when it is fine)
 
 
@@ -101,7 +117,8 @@ def _case(c: Case | tuple | dict) -> Case:
 def _prepare(name: str, ex: Any) -> LoadedExercise:
     if not isinstance(ex, Exercise):
         raise TypeError(f"test_{name}() must return an Exercise, not {type(ex).__name__}")
-    out = LoadedExercise(name, cases=[_case(c) for c in ex.cases], atol=ex.atol, rtol=ex.rtol, no_grad=ex.no_grad)
+    out = LoadedExercise(name, cases=[_case(c) for c in ex.cases], atol=ex.atol, rtol=ex.rtol, no_grad=ex.no_grad,
+                         forbid=[forbidden_name(f) for f in ex.forbid])
     if not out.cases:
         raise ValueError(f"test_{name}() has no cases")
     for i, case in enumerate(out.cases):

@@ -128,7 +128,8 @@ def _run_once(pending: list[LoadedExercise], cells: list, sandbox: Sandbox, box:
               test_timeout: float) -> tuple[dict[str, Any], bool, str | None, str]:
     """One student process: ``(outputs by exercise, ready, exercise it stopped in, how it stopped)``."""
     request.write_text(json.dumps({"cells": cells, "exercises": [
-        {"name": ex.name, "inputs": ex.inputs, "no_grad": ex.no_grad} for ex in pending]}), encoding="utf-8")
+        {"name": ex.name, "inputs": ex.inputs, "no_grad": ex.no_grad, "forbid": ex.forbid} for ex in pending]}),
+        encoding="utf-8")
     env = sandbox.env(box, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = sandbox.popen([sys.executable, "-s", "-m", "course_tools.grading.student", str(request)], box, cwd, env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -148,7 +149,9 @@ def _run_once(pending: list[LoadedExercise], cells: list, sandbox: Sandbox, box:
                 if kind == "start":
                     current, deadline = name, time.monotonic() + test_timeout
                 elif kind == "result":
-                    outputs[name] = "missing" if event.get("missing") is True else event.get("outputs")
+                    delegated = event.get("delegated")
+                    outputs[name] = "missing" if event.get("missing") is True else \
+                        ("delegated", delegated) if isinstance(delegated, list) and delegated else event.get("outputs")
                     current, deadline = None, time.monotonic() + test_timeout
     finally:
         status = sandbox.stop(proc, box)
@@ -186,8 +189,14 @@ def judge_notebook(tests: HiddenTests, names: list[str], cells: list[tuple[int, 
         for ex in pending:
             if ex.name in outputs:
                 out = outputs[ex.name]
-                status, message = ("missing", f"no `def {ex.name}` found in the notebook") if out == "missing" \
-                    else verdict(ex, out)
+                if out == "missing":
+                    status, message = "missing", f"no `def {ex.name}` found in the notebook"
+                elif isinstance(out, tuple):
+                    called = ", ".join(_clean(n).replace(":", ".") for n in out[1][:3])
+                    status, message = "delegated", (f"calls {called}, course_utils's own implementation of this "
+                                                    "exercise: write it yourself (other helpers are fine)")
+                else:
+                    status, message = verdict(ex, out)
                 results[ex.name] = ExerciseResult(ex.name, status == "passed", status, tests.scrub(message))
         if not ready:
             for ex in pending:

@@ -23,7 +23,7 @@ __all__ = ["ExerciseResult", "NotebookResult", "StudentResult", "CSV_COLUMNS", "
            "MAX_EMBEDDED_BYTES", "notebook_notes", "csv_rows", "spreadsheet_safe", "write_text_atomic",
            "write_grades_csv", "render_html", "write_student_report"]
 
-CSV_COLUMNS = ["student", "notebook", "exercises_passed", "exercises_total", "deliverables_present",
+CSV_COLUMNS = ["student", "notebook", "exercises_passed", "exercises_total", "exercises_delegated", "deliverables_present",
                "deliverables_required", "executed_ok", "samples_ratio", "notes"]
 MAX_IMAGE_BYTES = 8 * 2**20         # one deliverable
 MAX_EMBEDDED_BYTES = 32 * 2**20     # all the images of one report
@@ -36,7 +36,7 @@ class ExerciseResult:
 
     name: str
     passed: bool
-    status: str                     # passed, wrong, not done, error, missing, timeout, no hidden test
+    status: str     # passed, wrong, not done, error, missing, timeout, no hidden test, delegated (called the reference)
     message: str = ""
 
 
@@ -107,7 +107,9 @@ def csv_rows(result: StudentResult) -> list[dict]:
     for r in result.notebooks:
         ratios = [f"{s['ratio']:.4g}" for s in r.samples.values() if "ratio" in s]
         rows.append({"student": result.student, "notebook": r.notebook, "exercises_passed": r.passed,
-                     "exercises_total": len(r.exercises), "deliverables_present": sum(r.deliverables.values()),
+                     "exercises_total": len(r.exercises),
+                     "exercises_delegated": sum(e.status == "delegated" for e in r.exercises),
+                     "deliverables_present": sum(r.deliverables.values()),
                      "deliverables_required": len(r.deliverables), "executed_ok": "yes" if r.executed_ok else "no",
                      "samples_ratio": ";".join(ratios), "notes": "; ".join(result.notes + notebook_notes(r))})
     if not rows:

@@ -15,22 +15,29 @@ goes to /dev/null)::
     {"event": "start", "exercise": name}                 the grader's clock for this exercise starts
     {"event": "result", "exercise": name, "outputs": [{"value": encoded} | {"raised": [class names], "message": str}]}
     {"event": "result", "exercise": name, "missing": true}      no ``def name`` in the notebook
+    {"event": "result", "exercise": name, "delegated": ["module:qualname", ...], "outputs": [...]}
 
-Nothing here can change a verdict except the returned values: the grader compares them with answers it
-computed itself. (A later rule may replace course_utils's reference functions by raising stubs before
-step 1; the request would list them.)
+While one exercise runs, what the request lists in its ``forbid`` (course_utils's own implementation of
+that exercise) is replaced by a stub that raises :class:`Delegated` and records the call
+(:func:`forbidden`): in its module, in every module that imported it by name, on its class for a method,
+and in the notebook's namespace. An answer that calls one is reported as delegated, whatever it returns.
+
+Nothing here can change a verdict except the returned values and the delegation record: the grader
+compares the values with answers it computed itself.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
+import importlib
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
-__all__ = ["STATEMENT_TIMEOUT", "student_namespace", "call_cases", "main"]
+__all__ = ["STATEMENT_TIMEOUT", "Delegated", "student_namespace", "forbidden", "call_cases", "main"]
 
 STATEMENT_TIMEOUT = 10.0     # seconds for one top-level statement of the notebook (a slow import is skipped)
 _MESSAGE_CHARS = 300
@@ -45,6 +52,63 @@ def _alarm(seconds: float) -> None:
         raise _Timeout()
     signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+
+
+class Delegated(BaseException):
+    """Raised by the stub of a forbidden reference (a BaseException, so ``except Exception`` does not hide it)."""
+
+
+def _resolve(name: str) -> tuple[Any, str, Any]:
+    """``(owner, attribute, object)`` for ``"module:qualname"`` (the owner is a module or a class)."""
+    module, _, qualname = name.partition(":")
+    owner: Any = importlib.import_module(module)
+    parts = qualname.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part)
+    return owner, parts[-1], owner.__dict__[parts[-1]] if isinstance(owner, type) else getattr(owner, parts[-1])
+
+
+@contextlib.contextmanager
+def forbidden(names: list[str], namespaces: list[dict], calls: list[str]) -> Iterator[None]:
+    """Replace each ``"module:qualname"`` of ``names`` by a raising stub that appends its name to ``calls``.
+
+    The object is replaced wherever it is bound by name: its owner (module or class), every loaded module
+    holding the same object, and each dict of ``namespaces`` (the notebook's globals). Restored on exit.
+    """
+    patched: list[tuple[Any, str, Any]] = []
+    try:
+        for name in names:
+            try:
+                owner, attr, original = _resolve(name)
+            except (ImportError, AttributeError, KeyError, ValueError):
+                continue
+
+            def stub(*args: Any, _name: str = name, **kwargs: Any) -> Any:
+                calls.append(_name)
+                raise Delegated(f"{_name.replace(':', '.')} is the course's own answer to this exercise")
+
+            targets = [owner] + [m for m in list(sys.modules.values()) if m is not None and m is not owner]
+            for target in targets:
+                try:
+                    items = list(vars(target).items())
+                except TypeError:
+                    continue
+                for key, value in items:
+                    if value is original:
+                        patched.append((target, key, value))
+                        setattr(target, key, stub)
+            for ns in namespaces:
+                for key, value in list(ns.items()):
+                    if value is original:
+                        patched.append((ns, key, value))
+                        ns[key] = stub
+        yield
+    finally:
+        for target, key, value in reversed(patched):
+            if isinstance(target, dict):
+                target[key] = value
+            else:
+                setattr(target, key, value)
 
 
 def student_namespace(cells: list[tuple[int, str]]) -> dict[str, Any]:
@@ -87,8 +151,12 @@ def _raised(e: BaseException) -> dict:
     return {"raised": [c.__name__ for c in type(e).__mro__][:16], "message": message}
 
 
-def call_cases(fn: Any, inputs: list, no_grad: bool) -> list[dict]:
-    """``{"value": encoded}`` or ``{"raised": ...}`` for ``fn`` on each case ``[encoded args, encoded kwargs]``."""
+def call_cases(fn: Any, inputs: list, no_grad: bool, guard: Any = contextlib.nullcontext) -> list[dict]:
+    """``{"value": encoded}`` or ``{"raised": ...}`` for ``fn`` on each case ``[encoded args, encoded kwargs]``.
+
+    ``guard()`` is entered around each call of ``fn`` only (not around decoding the inputs or encoding
+    the result), so building the inputs never counts as the student's doing.
+    """
     import torch
 
     from .wire import decode, encode
@@ -97,7 +165,7 @@ def call_cases(fn: Any, inputs: list, no_grad: bool) -> list[dict]:
     for args, kwargs in inputs:
         try:
             args, kwargs = decode(args, inputs=True), decode(kwargs, inputs=True)
-            with torch.no_grad() if no_grad else torch.enable_grad():
+            with torch.no_grad() if no_grad else torch.enable_grad(), guard():
                 value = fn(*args, **kwargs)
             outputs.append({"value": encode(value, opaque=True)})
         except BaseException as e:  # SystemExit and KeyboardInterrupt too: they cost this case only
@@ -128,7 +196,12 @@ def main(argv: list[str]) -> int:
             _emit(channel, event="result", exercise=name, missing=True)
             continue
         _emit(channel, event="start", exercise=name)
-        _emit(channel, event="result", exercise=name, outputs=call_cases(defined[name], ex["inputs"], ex["no_grad"]))
+        fn, calls = defined[name], []
+        namespaces = [fn.__globals__] if isinstance(getattr(fn, "__globals__", None), dict) else []
+        names = [str(f) for f in ex.get("forbid") or []]
+        outputs = call_cases(fn, ex["inputs"], ex["no_grad"], guard=lambda: forbidden(names, namespaces, calls))
+        extra = {"delegated": sorted(set(calls))} if calls else {}
+        _emit(channel, event="result", exercise=name, outputs=outputs, **extra)
     return 0
 
 
