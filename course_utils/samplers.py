@@ -36,7 +36,7 @@ from .schedules import NoiseSchedule
 from .validation import check_alpha_bar, check_eta, check_labels, check_same_shape
 
 __all__ = ["pred_original_sample", "ddpm_step", "ddim_sigma", "ddim_step", "StepOutput", "DDPMScheduler",
-           "DDIMScheduler", "guided_eps", "initial_noise", "sample", "sample_batches"]
+           "DDIMScheduler", "StepNoise", "guided_eps", "initial_noise", "sample", "sample_batches"]
 
 
 def pred_original_sample(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float,
@@ -223,7 +223,7 @@ class DDPMScheduler(_Scheduler):
         super().__init__(schedule, clip_sample)
 
     def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor,
-             generator: torch.Generator | None = None) -> StepOutput:
+             generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> StepOutput:
         """Predict the sample at the previous kept timestep by reversing the diffusion process.
 
         Implements Algorithm 2 of Ho et al. 2020 (https://arxiv.org/abs/2006.11239): the posterior
@@ -239,6 +239,8 @@ class DDPMScheduler(_Scheduler):
             generator (`torch.Generator`, optional): a CPU generator for the noise z, drawn on the CPU
                 and moved to x_t's device (one draw per step, none on the last), so the same seed
                 gives the same images on every device.
+            noise (`torch.Tensor` of shape (B, C, H, W), optional): the z to use instead of drawing one
+                (ignored on the last step, which adds none); see :class:`StepNoise`.
 
         Returns:
             `StepOutput`: ``prev_sample``, x at ``prev_timestep(t)`` (x_0 after the last step), and
@@ -252,7 +254,10 @@ class DDPMScheduler(_Scheduler):
         # 3. compute predicted original sample from predicted noise, "predicted x_0" of eq. 15 (clipped if clip_sample)
         x0_hat = pred_original_sample(x_t, eps, alpha_bar_t, self.clip_sample)
         # 4. draw z ~ N(0, I) on the CPU, except on the last step (Algorithm 2, line 3: z = 0 when t = 1)
-        noise = None if prev_t < 0 else randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        if prev_t < 0:
+            noise = None
+        elif noise is None:
+            noise = randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         # 5. x_prev = mu_tilde(x_t, x0_hat) + sigma_t z: posterior mean and variance, eqs. 6-7 (Algorithm 2, line 4)
         prev_sample = ddpm_step(x_t, eps, alpha_bar_t, alpha_bar_prev, self.variance, noise, self.clip_sample)
         return StepOutput(prev_sample=prev_sample, pred_original_sample=x0_hat)
@@ -270,7 +275,7 @@ class DDIMScheduler(_Scheduler):
         super().__init__(schedule, clip_sample)
 
     def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None,
-             eta: float | None = None) -> StepOutput:
+             eta: float | None = None, noise: torch.Tensor | None = None) -> StepOutput:
         """Predict the sample at the previous kept timestep with the DDIM update.
 
         Implements eqs. 12 and 16 of Song et al. 2021 (https://arxiv.org/abs/2010.02502) through the
@@ -287,6 +292,8 @@ class DDIMScheduler(_Scheduler):
             generator (`torch.Generator`, optional): a CPU generator for the noise z, drawn on the CPU
                 and moved to x_t's device only when the step adds noise (eta > 0, not the last step).
             eta (`float`, optional): overrides the scheduler's ``eta`` for this step.
+            noise (`torch.Tensor` of shape (B, C, H, W), optional): the z to use instead of drawing one
+                (only when the step adds noise); see :class:`StepNoise`.
 
         Returns:
             `StepOutput`: ``prev_sample``, x_s (x_0 after the last step), and ``pred_original_sample``,
@@ -301,11 +308,33 @@ class DDIMScheduler(_Scheduler):
         # 3. compute predicted original sample from predicted noise, "predicted x_0" of eq. 12 (clipped if clip_sample)
         x0_hat = pred_original_sample(x_t, eps, alpha_bar_t, self.clip_sample)
         # 4. draw z ~ N(0, I) on the CPU when the step adds noise (eta > 0 and not the last step)
-        noise = randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype) \
-            if eta > 0 and prev_t >= 0 else None
+        if eta == 0 or prev_t < 0:
+            noise = None
+        elif noise is None:
+            noise = randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         # 5. x_prev of eq. 12: "predicted x_0" + "direction pointing to x_t" + sigma_t(eta) z, sigma of eq. 16
         prev_sample = ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise, self.clip_sample)
         return StepOutput(prev_sample=prev_sample, pred_original_sample=x0_hat)
+
+
+class StepNoise:
+    """The fresh Gaussian z of every sampling step, keyed by the step's timestep: ``noise(t)`` -> (B, C, H, W).
+
+    Taught in 04. The z of timestep ``t`` comes from its own CPU generator seeded from ``(seed, t)``,
+    so it is the same whatever order a loop asks for it in, and whether or not it asks at all on a
+    step that adds no noise: a student's sampling loop and :func:`sample` (``noise_fn=``) given the
+    same ``StepNoise`` take the same steps.
+    """
+
+    def __init__(self, shape: tuple[int, ...], seed: int = 0, device: torch.device | str = "cpu"):
+        self.shape, self.seed, self.device = tuple(shape), int(seed), device
+
+    def __call__(self, t: int | torch.Tensor) -> torch.Tensor:
+        g = cpu_generator(self.seed * 1_000_003 + int(t))
+        return randn(self.shape, generator=g, device=self.device)                 # (B, C, H, W)
+
+    def __repr__(self) -> str:
+        return f"StepNoise(shape={self.shape}, seed={self.seed})"
 
 
 def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, w: float | None,
@@ -339,11 +368,13 @@ def initial_noise(shape: tuple[int, ...], x_T: torch.Tensor | None, generator: t
 def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int, ...], *,
            y: torch.Tensor | None = None, guidance: float | None = None, generator: torch.Generator | None = None,
            device: torch.device | str = "cpu", x_T: torch.Tensor | None = None, return_trajectory: bool = False,
-           trajectory_every: int = 1, progress: bool = True, eps_fn: Callable | None = None):
+           trajectory_every: int = 1, progress: bool = True, eps_fn: Callable | None = None,
+           noise_fn: Callable[[int], torch.Tensor] | None = None):
     """Run ``scheduler`` from x_T ~ N(0, I) (or the given ``x_T``) down to x_0.
 
     ``eps_fn(x, t_batch)`` overrides the noise estimate (used for editing tricks in 06);
-    otherwise it is ``guided_eps(model, x, t, y, guidance)``. Returns x_0, or
+    otherwise it is ``guided_eps(model, x, t, y, guidance)``. ``noise_fn(t)`` gives the step noise z of
+    timestep t (a :class:`StepNoise`) instead of ``generator``. Returns x_0, or
     ``(x_0, [(t, x_s, pred_original_sample), ...])`` with ``return_trajectory``: after the step at
     each ``t`` (every ``trajectory_every`` steps and the last), the sample reached and x0_hat.
     """
@@ -359,7 +390,7 @@ def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int,
                                        unit="step", enabled=progress)):
         tb = torch.full((shape[0],), t, device=device, dtype=torch.long)
         eps = eps_fn(x, tb) if eps_fn is not None else guided_eps(model, x, tb, y, guidance)
-        out = scheduler.step(eps, t, x, generator=generator)
+        out = scheduler.step(eps, t, x, generator=generator, noise=noise_fn(t) if noise_fn is not None else None)
         x = out.prev_sample
         if return_trajectory and (i % trajectory_every == 0 or i == len(steps) - 1):
             traj.append((t, x.detach().cpu(), out.pred_original_sample.detach().cpu()))
