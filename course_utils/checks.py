@@ -216,11 +216,20 @@ def install_exercise_messages() -> bool:
     if shell is None or getattr(shell, "_course_exercise_messages", False):
         return shell is not None
 
+    import inspect
+    # IPython < 8.x showed what the handler returns; newer versions leave the display to the handler
+    shown_by_ipython = "_showtraceback" in inspect.getsource(type(shell).set_custom_exc)
+
     def handler(self, etype, value, tb, tb_offset=None):
         message = _exercise_message(etype, value, tb)
+        if shown_by_ipython:
+            return [f"{etype.__name__}: {message}"] if message is not None else \
+                self.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
         if message is None:
-            return self.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
-        return [f"{etype.__name__}: {message}"]
+            self.showtraceback(running_compiled_code=True)      # the usual traceback
+        else:
+            self._showtraceback(etype, value, [f"{etype.__name__}: {message}"])
+        return None
 
     shell.set_custom_exc((NotImplementedError, ExerciseNotDone, NameError), handler)
     shell._course_exercise_messages = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.checks import ExerciseNotDone, check_function, compare
+from course_utils.checks import ExerciseNotDone, check_function, check_module, compare
 from course_utils.data import to_unit
 
 CASES = [(torch.arange(12, dtype=torch.uint8).view(3, 2, 2) * 20,), (torch.full((1, 28, 28), 255, dtype=torch.uint8),)]
@@ -74,3 +74,74 @@ def test_compare_containers_and_scalars():
         compare(torch.tensor([float("nan")]), torch.tensor([0.0]))
     with pytest.raises(AssertionError, match="got 0.5, expected 0.25"):
         compare(0.5, 0.25)
+
+
+# --------------------------------------------------------------------------- module exercises, unfinished exercises
+
+def test_check_module_shares_the_weights_and_names_the_layers():
+    from torch import nn
+
+    class Reference(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 3)
+            self.norm = nn.LayerNorm(3)
+
+        def forward(self, x):
+            return self.norm(self.proj(x)).relu()
+
+    class Student(Reference):                       # same layers, another way to write forward
+        def forward(self, x):
+            h = x @ self.proj.weight.T + self.proj.bias
+            return torch.clamp(self.norm(h), min=0)
+
+    class Wrong(Reference):
+        def forward(self, x):
+            return self.proj(x).relu()              # forgot the norm
+
+    class Renamed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+            self.norm = nn.LayerNorm(3)
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    student = Student()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    assert check_module(student, Reference(), cases=[(x,)], quiet=True) == 1
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items()), "the student's module changed"
+    with pytest.raises(AssertionError, match="values differ"):
+        check_module(Wrong(), Reference(), cases=[(x,)])
+    with pytest.raises(AssertionError, match=r"missing \['proj.bias', 'proj.weight'\]"):
+        check_module(Renamed(), Reference(), cases=[(x,)])
+
+
+def _run_notebook(*sources: str) -> list[dict]:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    return nb.cells
+
+
+def test_an_unfinished_exercise_stops_a_cell_with_one_line():
+    cells = _run_notebook(
+        "from course_utils.checks import check_function",
+        "def q_sample(x0, t, eps):\n    raise NotImplementedError('use eq. 4 of notebook 02')",
+        "x_t = q_sample(1.0, 2, 3.0)",
+        "print(x_t)",
+        "print('independent cell', 6 * 7)",
+        "_ = check_function(q_sample, lambda x0, t, eps: x0, cases=[(1.0, 2, 3.0)])",
+        "1 / 0")
+    errors = {i: o for i, c in enumerate(cells) for o in c.outputs if o.output_type == "error"}
+    assert sorted(errors) == [2, 3, 5, 6], errors
+    for i in (2, 3, 5):
+        assert len(errors[i].traceback) == 1, f"cell {i} shows a traceback chain: {errors[i].traceback}"
+    assert "needs the exercise `q_sample`" in errors[2].traceback[0] and "use eq. 4 of notebook 02" in errors[2].traceback[0]
+    assert "x_t" in errors[3].traceback[0] and "unfinished exercise(s) `q_sample`" in errors[3].traceback[0]
+    assert "Exercise not finished: `q_sample`" in errors[5].traceback[0]
+    assert "independent cell 42" in "".join(o.get("text", "") for o in cells[4].outputs)
+    assert len(errors[6].traceback) > 1 and errors[6].ename == "ZeroDivisionError", "other errors keep their traceback"

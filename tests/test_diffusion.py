@@ -117,3 +117,32 @@ def test_keep_raw_saves_the_raw_weights_next_to_the_ema(tmp_path, monkeypatch):
     assert load_raw_unet("tiny_raw", other) is None                        # saved for another run: refused
     ema2, _, _ = train_diffusion("tiny_raw", p, x, arch=arch, epochs=2, keep_raw=True)   # loaded: raw file kept
     assert load_raw_unet("tiny_raw", cfg) is not None
+
+
+def test_a_student_loss_term_trains_through_the_same_draws(tmp_path, monkeypatch):
+    from course_utils.diffusion import l_simple
+    x0 = torch.rand(6, 1, 8, 8) * 2 - 1
+    y = torch.arange(6) % 10
+    calls = []
+
+    def my_loss(model, x0, t, eps, schedule, y=None, drop=None):         # another way to write L_simple
+        calls.append((t, eps, drop))
+        ab = schedule.alpha_bar[t][:, None, None, None]
+        x_t = (1 - ab).sqrt() * eps + ab.sqrt() * x0
+        labels = y.masked_fill(drop, model.num_classes) if drop is not None else y
+        return (model(x_t, t, labels) - eps).pow(2).mean()
+
+    net = make_unet(unet_config(PROFILES["smoke"], base_channels=8, channel_mults=(1, 2), num_classes=10))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    want = diffusion_loss(net, x0, SCHED, y=y, p_uncond=0.5, generator=cpu_generator(3))
+    got = diffusion_loss(net, x0, SCHED, y=y, p_uncond=0.5, generator=cpu_generator(3), loss=my_loss)
+    assert torch.allclose(got, want, atol=1e-6) and calls[0][2].dtype == torch.bool
+    t, eps, drop = calls[0]
+    assert torch.allclose(l_simple(net, x0, t, eps, SCHED, y=y, drop=drop), want, atol=1e-6)
+
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    p = dataclasses.replace(PROFILES["smoke"], use_pretrained=True)
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    _, _, config = train_diffusion("tiny_student", p, torch.rand(p.batch_size, 1, 12, 12) * 2 - 1, arch=arch,
+                                   epochs=1, loss=my_loss)
+    assert config["train"]["loss"] == "my_loss" and len(calls) == 2   # trained here with the student's loss

@@ -111,7 +111,37 @@ def class_dir(tmp_path_factory) -> Path:
     (subs / "Zed").mkdir()
     (subs / "Zed" / "fx_basics.ipynb").write_text("[]")
     (subs / "readme.txt").write_text("not a submission")
+    _write_solution_variant(subs / "dave", solution, {   # delegates both exercises to course_utils's own answers
+        "to_unit": "    return data.to_unit(images_uint8)\n",
+        "to_uint8": "    from course_utils.data import to_uint8 as reference\n    return reference(images)\n"})
+    _write_solution_variant(subs / "eve", solution, {    # correct, but computed differently from the reference
+        "to_unit": "    x = images_uint8.to(torch.float32)[:, None]\n    return (x - 127.5) / 127.5\n",
+        "to_uint8": "    x = torch.clamp(images.detach().cpu().float(), min=-1.0, max=1.0)\n"
+                    "    return torch.round(127.5 * x + 127.5).to(torch.uint8)[:, 0]\n"})
     return subs
+
+
+def _replace_solution(nb: dict, bodies: dict[str, str]) -> dict:
+    """``nb`` with the solution block of each exercise ``name`` (a def, or a class whose method holds the block)
+    replaced by ``bodies[name]``, written for a 4-space indent and re-indented to the block's."""
+    nb = json.loads(json.dumps(nb))
+    for cell in nb["cells"]:
+        src = cell_source(cell)
+        for name, body in bodies.items():
+            if cell["cell_type"] == "code" and re.search(rf"^(def|class) {name}\b", src, re.M) \
+                    and "### BEGIN SOLUTION" in src:
+                head, rest = src.split("### BEGIN SOLUTION", 1)
+                indent = head[head.rfind("\n") + 1:]
+                head = head[:head.rfind("\n") + 1]
+                body = "".join(indent + line[4:] + "\n" for line in body.splitlines())
+                src = head + body + rest.split("### END SOLUTION", 1)[1].partition("\n")[2]
+        cell["source"] = src
+    return nb
+
+
+def _write_solution_variant(folder: Path, solution: dict, bodies: dict[str, str]) -> None:
+    folder.mkdir()
+    (folder / "fx_basics.ipynb").write_text(dump_notebook(_replace_solution(solution, bodies)))
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +152,7 @@ def graded(class_dir, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
 
 def test_every_student_gets_a_row_and_skipped_entries_are_listed(graded):
     out, rows = graded
-    assert sorted(rows) == ["Zed", "alice", "bob", "carol", "erin", "zed"]
+    assert sorted(rows) == ["Zed", "alice", "bob", "carol", "dave", "erin", "eve", "zed"]
     assert all(r["notebook"] == "fx_basics.ipynb" and r["exercises_total"] == "2" for r in rows.values())
     with open(out / "skipped.csv", newline="") as f:
         skipped = {row["entry"]: row["reason"] for row in csv.DictReader(f)}
@@ -149,6 +179,20 @@ def test_student_release_scores_zero(graded):
     assert bob["exercises_passed"] == "0" and bob["executed_ok"] == "no"
     assert "to_unit (not done)" in bob["notes"] and "to_uint8 (not done)" in bob["notes"]
     assert bob["deliverables_present"] == "1", "cells after a failing exercise still run"
+
+
+def test_delegating_to_the_reference_scores_zero(graded):
+    dave = graded[1]["dave"]
+    assert (dave["exercises_passed"], dave["exercises_delegated"]) == ("0", "2"), dave
+    assert "to_unit (delegated)" in dave["notes"] and "to_uint8 (delegated)" in dave["notes"]
+    assert dave["executed_ok"] == "yes", "the notebook itself runs: only the hidden tests refuse the delegation"
+    report = (graded[0] / "dave" / "report.html").read_text()
+    assert "course_utils.data.to_unit" in report, "the report does not say which reference was called"
+
+
+def test_a_different_correct_implementation_gets_full_marks(graded):
+    eve = graded[1]["eve"]
+    assert (eve["exercises_passed"], eve["exercises_delegated"]) == ("2", "0"), eve
 
 
 def test_syntax_error_and_deleted_file_are_reported(graded, class_dir):
@@ -445,6 +489,32 @@ def test_hidden_tests_pass_on_the_solution_and_fail_on_the_release(path):
     assert all(status == "passed" for status, _ in solution), solution
     release = _judge_here(hidden, names, _code_cells(student_notebook(nb)[0]))
     assert all(status == "not done" for status, _ in release), release
+
+
+@course_nbs
+def test_every_hidden_test_forbids_the_course_answer(path):
+    names = [e.name for e in find_exercises(read_notebook(path), path.name)]
+    hidden = load_hidden_tests(HIDDEN / f"{path.stem}.py", names)
+    bare = [n for n, ex in hidden.exercises.items() if not ex.forbid]
+    assert not bare, f"{path.stem}: Exercise(..., forbid=...) is empty for {bare}: delegation would score"
+
+
+@course_nbs
+def test_delegating_every_exercise_scores_zero(path):
+    """Each exercise's body replaced by a call of its first forbidden reference: every one is marked delegated."""
+    nb = read_notebook(path)
+    names = [e.name for e in find_exercises(nb, path.name)]
+    hidden = load_hidden_tests(HIDDEN / f"{path.stem}.py", names)
+    bodies = {}
+    for name in names:
+        module, qualname = hidden.exercises[name].forbid[0].split(":")
+        bodies[name] = ("    import importlib\n"
+                        f"    ref = importlib.import_module({module!r})\n"
+                        f"    for part in {qualname.split('.')!r}:\n"
+                        "        ref = getattr(ref, part)\n"
+                        "    return ref(*[v for k, v in sorted(locals().items()) if k not in ('ref', 'part', 'importlib')])\n")
+    results = _judge_here(hidden, names, _code_cells(_replace_solution(nb, bodies)))
+    assert [status for status, _ in results] == ["delegated"] * len(names), list(zip(names, results))
 
 
 def test_deliverables_list_names_real_notebooks_and_figures():

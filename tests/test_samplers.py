@@ -202,3 +202,23 @@ def test_sample_batches_decodes_each_batch_and_checks_its_arguments():
         sample_batches(model, sched, 0, (1, 3, 3))
     with pytest.raises(ValueError, match="labels of shape"):
         sample_batches(model, sched, 4, (1, 3, 3), labels=torch.zeros(3, dtype=torch.long))
+
+
+def test_step_noise_is_keyed_by_timestep_and_drives_the_schedulers():
+    from course_utils.samplers import StepNoise
+    noise = StepNoise((2, 1, 4, 4), seed=5)
+    a, b = noise(700), noise(3)
+    assert torch.equal(noise(3), b) and torch.equal(noise(700), a) and not torch.equal(a, b)
+    assert not torch.equal(StepNoise((2, 1, 4, 4), seed=6)(3), b)
+    schedule = NoiseSchedule("linear", 100)
+    model = lambda x, t: 0.2 * x                                            # noqa: E731
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    for scheduler in (DDPMScheduler(schedule).set_timesteps(10), DDIMScheduler(schedule, eta=0.5).set_timesteps(10)):
+        want = sample(model, scheduler, (2, 1, 4, 4), x_T=x_T, noise_fn=noise, progress=False)
+        x = x_T.clone()
+        for t in scheduler.timesteps.tolist():                                # a loop that asks for z itself
+            z = noise(t)
+            x = scheduler.step(model(x, t), t, x, noise=z).prev_sample
+        assert torch.allclose(x, want)
+        other = sample(model, scheduler, (2, 1, 4, 4), x_T=x_T, noise_fn=StepNoise((2, 1, 4, 4), 9), progress=False)
+        assert not torch.allclose(other, want)
