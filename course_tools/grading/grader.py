@@ -36,7 +36,7 @@ from .per_student import GradeConfig, grade_student
 from .report import StudentResult, spreadsheet_safe, write_grades_csv, write_student_report, write_text_atomic
 from .sandbox import MODES, Limits, Sandbox, SandboxUnavailable, choose, guard_grading_process
 
-__all__ = ["Outcome", "grade_submissions", "add_arguments", "prepare", "main"]
+__all__ = ["Outcome", "grade_submissions", "add_course_arguments", "add_arguments", "prepare", "main"]
 
 
 @dataclass
@@ -169,14 +169,9 @@ def grade_submissions(submissions_dir: str | Path, out_dir: str | Path, course: 
 
 # --------------------------------------------------------------------------- command line
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the ``grade`` command."""
+def add_course_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``grade`` and ``gradescope`` share: profile, time and memory limits, sandbox, the course's files."""
     root = project_root()
-    parser.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
-                        help="folder with one folder or .zip per student")
-    parser.add_argument("--out", type=Path, default=root / "outputs" / "grading",
-                        help="folder for the reports and grades.csv (default: outputs/grading)")
-    parser.add_argument("--jobs", type=int, default=1, help="students graded at the same time (default 1)")
     parser.add_argument("--profile", choices=["smoke", "cpu"], default="smoke",
                         help="COURSE_PROFILE for executing the notebooks (default smoke)")
     parser.add_argument("--timeout", type=float, default=300.0,
@@ -192,6 +187,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hidden tests, one <notebook_stem>.py each (default grading/hidden_tests)")
     parser.add_argument("--deliverables", type=Path, default=root / "grading" / "deliverables.json",
                         help="JSON list of required deliverables per notebook (default grading/deliverables.json)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the ``grade`` command."""
+    root = project_root()
+    parser.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR",
+                        help="folder with one folder or .zip per student")
+    parser.add_argument("--out", type=Path, default=root / "outputs" / "grading",
+                        help="folder for the reports and grades.csv (default: outputs/grading)")
+    parser.add_argument("--jobs", type=int, default=1, help="students graded at the same time (default 1)")
+    add_course_arguments(parser)
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch copies (printed at the end)")
 
 

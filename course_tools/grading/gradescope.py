@@ -34,7 +34,7 @@ from course_utils.paths import data_dir, project_root
 from .course import CourseNotebook, load_course, load_manifest, write_manifest
 from .per_student import grade_student
 from .report import NotebookResult, StudentResult, notebook_notes
-from .sandbox import MODES, Limits, SandboxUnavailable, guard_grading_process
+from .sandbox import SandboxUnavailable, guard_grading_process
 
 __all__ = ["VISIBILITIES", "build_bundle", "results_json", "run_autograder", "add_arguments", "main"]
 
@@ -147,24 +147,13 @@ def run_autograder(root: Path) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the ``gradescope`` command."""
-    root = project_root()
-    parser.add_argument("--out", type=Path, default=root / "outputs" / "gradescope_autograder.zip",
+    """Options of the ``gradescope`` command (the grading options are ``grade``'s, :func:`add_course_arguments`)."""
+    from .grader import add_course_arguments
+    parser.add_argument("--out", type=Path, default=project_root() / "outputs" / "gradescope_autograder.zip",
                         help="the bundle to write (default outputs/gradescope_autograder.zip)")
-    parser.add_argument("--profile", choices=["smoke", "cpu"], default="smoke", help="COURSE_PROFILE (default smoke)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per notebook (default 300)")
-    parser.add_argument("--test-timeout", type=float, default=60.0, help="seconds per exercise (default 60)")
-    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help=f"memory (heap) of each student process, MiB (default {Limits.memory_mb})")
-    parser.add_argument("--sandbox", choices=["auto", *MODES], default="auto", help="sandbox mode (default auto)")
     parser.add_argument("--visibility", choices=VISIBILITIES, default="visible",
                         help="when students see each test's result on Gradescope (default visible)")
-    parser.add_argument("--notebooks-dir", type=Path, default=root / "notebooks",
-                        help="instructor notebooks (default notebooks/)")
-    parser.add_argument("--hidden-tests-dir", type=Path, default=root / "grading" / "hidden_tests",
-                        help="hidden tests (default grading/hidden_tests)")
-    parser.add_argument("--deliverables", type=Path, default=root / "grading" / "deliverables.json",
-                        help="required deliverables (default grading/deliverables.json)")
+    add_course_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
