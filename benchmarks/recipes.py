@@ -18,7 +18,8 @@ Recipes (what each one changes relative to ``base``, the recipe of notebook 04):
 * ``bs32``     batch 32, lr 1e-3: four times the updates per CPU minute
 * ``peer``     diffusers' UNet2DModel (32, 64, 64), attention in the two lower blocks, base recipe
 
-The experimental losses live here until one of them wins; the winner moves into ``course_utils``.
+The experimental losses live here until one of them wins; the winner moves into ``course_utils``
+(v-prediction did: ``train_diffusion(..., prediction="v")``, ``diffusion.l_simple_v``, ``EpsFromV``).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from torch import nn
 
 from course_utils.checkpoint import atomic_save
 from course_utils.data import load_mnist
+from course_utils.diffusion import EpsFromV, v_target
 from course_utils.schedules import NoiseSchedule
 from course_utils.training import EMA
 from course_utils.unet import UNet
@@ -87,19 +89,6 @@ def make_net(r: Recipe) -> nn.Module:
                 attention=(False, False, True))
 
 
-class AsEps(nn.Module):
-    """Turns a v-prediction network into an eps-prediction one: eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
-
-    def __init__(self, net: nn.Module, alpha_bar: torch.Tensor):
-        super().__init__()
-        self.net = net
-        self.register_buffer("alpha_bar", alpha_bar.float())
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = self.alpha_bar[t].view(-1, 1, 1, 1)
-        return ab.sqrt() * self.net(x, t) + (1 - ab).sqrt() * x
-
-
 def loss_fn(r: Recipe, net: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, g: torch.Generator) -> torch.Tensor:
     b = x0.shape[0]
     t = torch.randint(0, schedule.T, (b,), generator=g)                     # (B,)
@@ -107,7 +96,7 @@ def loss_fn(r: Recipe, net: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule
     ab = schedule.alpha_bar[t].view(-1, 1, 1, 1)                            # (B, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
     out = net(x_t, t)
-    target = eps if r.target == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    target = eps if r.target == "eps" else v_target(x0, eps, ab)
     per_item = (out - target).square().flatten(1).mean(1)                  # (B,)
     if r.weighting == "minsnr":
         snr = (ab / (1 - ab)).flatten()
@@ -190,7 +179,7 @@ def evaluate(n: int, steps: int = 50) -> None:
         net = make_net(r)
         net.load_state_dict(saved["ema"])
         net.eval()
-        model = AsEps(net, schedule.alpha_bar) if r.target == "v" else net
+        model = EpsFromV(net, schedule.alpha_bar) if r.target == "v" else net
         g = torch.Generator().manual_seed(1234)
         t0 = time.time()
         x = torch.cat([sample(model, scheduler, (min(250, n - i), 1, 28, 28), generator=g, progress=False)

@@ -7,6 +7,11 @@ Algorithm 1 of Ho et al. 2020::
 
 With labels and ``p_uncond > 0`` each label is replaced by the null label with probability
 ``p_uncond``, which trains the conditional and unconditional model jointly (notebook 05).
+
+``prediction="v"`` trains the network to predict v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
+instead (Salimans & Ho 2022, section 4), the recipe that reached a given quality fastest on the
+CPU (BENCHMARKS.md, "Training recipes"). Such a model is returned wrapped in :class:`EpsFromV`, so
+every sampler and guidance function still receives a noise estimate.
 """
 from __future__ import annotations
 
@@ -27,8 +32,18 @@ from .schedules import NoiseSchedule
 from .training import EMA, train
 from .unet import UNet
 
-__all__ = ["l_simple", "LossTerm", "diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
+__all__ = ["l_simple", "l_simple_v", "v_target", "EpsFromV", "as_eps_model", "LossTerm", "diffusion_loss", "UNetArch", "unet_config", "make_unet", "train_diffusion", "find_checkpoint",
            "load_trained_unet", "raw_weights_path", "load_raw_unet"]
+
+
+def _predict(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
+             drop: torch.Tensor | None) -> torch.Tensor:
+    """``model(x_t, t)``, or ``model(x_t, t, y)`` with the null label ``model.num_classes`` where ``drop``."""
+    if y is None:
+        return model(x_t, t)
+    if drop is not None:
+        y = torch.where(drop, torch.full_like(y, model.num_classes), y)            # null label where dropped
+    return model(x_t, t, y)
 
 
 def l_simple(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, *,
@@ -49,11 +64,54 @@ def l_simple(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Ten
         The mean over all pixels of ``(eps - eps_theta(x_t, t[, y]))**2``, a scalar.
     """
     x_t = schedule.q_sample(x0, t, eps)                                            # (B, C, H, W), eq. 4
-    if y is None:
-        return F.mse_loss(model(x_t, t), eps)
-    if drop is not None:
-        y = torch.where(drop, torch.full_like(y, model.num_classes), y)            # null label where dropped
-    return F.mse_loss(model(x_t, t, y), eps)
+    return F.mse_loss(_predict(model, x_t, t, y, drop), eps)
+
+
+def v_target(x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022); ``alpha_bar_t`` broadcasts."""
+    return alpha_bar_t.sqrt() * eps - (1 - alpha_bar_t).sqrt() * x0
+
+
+def l_simple_v(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, *,
+               y: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
+    """The v-prediction loss: mean of ``(v - v_theta(x_t, t[, y]))**2``, arguments as :func:`l_simple`.
+
+    In terms of the noise estimate it is L_simple weighted by 1 / (1 - alpha_bar_t): more weight on
+    the small-t steps that fix the strokes, which L_simple under-weights.
+    """
+    x_t = schedule.q_sample(x0, t, eps)                                            # (B, C, H, W)
+    ab = schedule.alpha_bar.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))     # (B, 1, 1, 1)
+    return F.mse_loss(_predict(model, x_t, t, y, drop), v_target(x0, eps, ab))
+
+
+class EpsFromV(nn.Module):
+    """A v-prediction network seen as a noise predictor: eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t.
+
+    (From x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps and v = sqrt(ab) eps - sqrt(1 - ab) x_0.) Samplers, guidance
+    and editing call it like any ``eps_theta(x_t, t[, y])``; ``net`` holds the weights.
+    """
+
+    def __init__(self, net: nn.Module, alpha_bar: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("alpha_bar", alpha_bar.detach().float().clone(), persistent=False)
+        self.num_classes = getattr(net, "num_classes", None)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        v = self.net(x, t) if y is None else self.net(x, t, y)                     # (B, C, H, W)
+        ab = self.alpha_bar[t].view(-1, *([1] * (x.dim() - 1))).to(v.dtype)          # (B, 1, 1, 1)
+        return ab.sqrt() * v + (1 - ab).sqrt() * x
+
+
+def as_eps_model(net: nn.Module, task: dict) -> nn.Module:
+    """``net`` itself for an eps-prediction checkpoint, wrapped in :class:`EpsFromV` for ``task["prediction"] == "v"``."""
+    prediction = task.get("prediction", "eps")
+    if prediction == "eps":
+        return net
+    if prediction != "v":
+        raise ValueError(f"unknown prediction {prediction!r} in the checkpoint's task; expected 'eps' or 'v'")
+    schedule = NoiseSchedule(task["schedule"], task["T"])
+    return EpsFromV(net, schedule.alpha_bar).to(next(net.parameters()).device)
 
 
 LossTerm = Callable[..., torch.Tensor]      # (model, x0, t, eps, schedule, *, y, drop) -> scalar, like l_simple
@@ -121,7 +179,7 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
                     ema_decay: float = 0.999, seed: int = 0, epoch_key: str = "ddpm",
                     on_epoch_end: Callable[[int, nn.Module], dict | None] | None = None,
                     depends: dict | None = None, keep_raw: bool = False,
-                    loss: LossTerm | None = None) -> tuple[nn.Module, dict, dict]:
+                    loss: LossTerm | None = None, prediction: str = "eps") -> tuple[nn.Module, dict, dict]:
     """Load or train the diffusion model ``name`` on ``images`` (and ``labels`` if conditional).
 
     Returns ``(ema_model, history, config)``: the EMA weights (what we sample with), the loss
@@ -139,13 +197,19 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
 
     ``loss``: a student's loss term with :func:`l_simple`'s signature (04 and 05 train with theirs). Its
     name goes into the checkpoint's ``train`` config, and shipped weights are never used for it.
+
+    ``prediction``: ``"eps"`` (Ho et al.) or ``"v"`` (the network predicts v, trained with
+    :func:`l_simple_v`; part of the task, and the returned model is wrapped in :class:`EpsFromV`).
     """
+    if prediction not in ("eps", "v"):
+        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
     device = images.device
     arch = arch or unet_config(profile, conditional=labels is not None)
     epochs = profile.epochs(epoch_key) if epochs is None else epochs
     config = RunConfig(
         model="UNet", arch=arch,
-        task={"schedule": schedule_name, "T": profile.num_timesteps, "p_uncond": p_uncond},
+        task={"schedule": schedule_name, "T": profile.num_timesteps, "p_uncond": p_uncond,
+              **({"prediction": prediction} if prediction != "eps" else {})},
         train={"lr": lr, "lr_schedule": lr_schedule, "epochs": epochs, "batch_size": profile.batch_size,
                "n_images": int(len(images)), "ema_decay": ema_decay, "seed": seed,
                **({"loss": getattr(loss, "__name__", type(loss).__name__)} if loss is not None else {})},
@@ -158,18 +222,21 @@ def train_diffusion(name: str, profile: Profile, images: torch.Tensor, labels: t
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, yb = batch
-        return diffusion_loss(m, xb, schedule, y=yb, p_uncond=p_uncond, generator=g, loss=loss or l_simple)
+        default = l_simple_v if prediction == "v" else l_simple
+        return diffusion_loss(m, xb, schedule, y=yb, p_uncond=p_uncond, generator=g, loss=loss or default)
 
     def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, labels, batch_size=profile.batch_size, seed=seed)
+        callback = None if on_epoch_end is None else \
+            (lambda epoch, m: on_epoch_end(epoch, as_eps_model(m, config.task)))      # it samples with eps
         hist = train(model, loss_fn, loader, epochs, lr=lr, lr_schedule=lr_schedule, ema=ema, desc=name,
-                     on_epoch_end=on_epoch_end, resume_path=resume, resume_config=config.as_dict(), generator=g)
+                     on_epoch_end=callback, resume_path=resume, resume_config=config.as_dict(), generator=g)
         if keep_raw:
             save_checkpoint(raw_weights_path(name), model, config.as_dict())
         return {"loss": hist["loss"], "epoch_loss": hist["epoch_loss"], "lr": hist["lr"]}
 
     history = load_or_train(name, ema.module, config, train_fn, shipped=profile.use_pretrained and loss is None)
-    return ema.module.eval(), history, config.as_dict()
+    return as_eps_model(ema.module, config.task).eval(), history, config.as_dict()
 
 
 def raw_weights_path(name: str) -> Path:
@@ -177,7 +244,7 @@ def raw_weights_path(name: str) -> Path:
     return checkpoint_dir() / f"{name}.raw.pt"
 
 
-def load_raw_unet(name: str, config: dict, device: torch.device | str = "cpu") -> UNet | None:
+def load_raw_unet(name: str, config: dict, device: torch.device | str = "cpu") -> nn.Module | None:
     """The raw (not EMA) weights of model ``name`` saved with ``keep_raw=True`` for ``config``, else ``None``.
 
     ``config``: the RunConfig dict :func:`train_diffusion` returned; a raw file saved for another
@@ -191,7 +258,7 @@ def load_raw_unet(name: str, config: dict, device: torch.device | str = "cpu") -
         load_checkpoint(path, model, config)
     except CheckpointError:
         return None
-    return model.to(device).eval()
+    return as_eps_model(model.to(device), config["task"]).eval()
 
 
 def find_checkpoint(name: str) -> Path:
@@ -205,11 +272,11 @@ def find_checkpoint(name: str) -> Path:
         "train it by running its notebook (./course.sh run) or restore data/checkpoints/ from the repository")
 
 
-def load_trained_unet(name: str, device: torch.device | str = "cpu") -> tuple[UNet, dict]:
+def load_trained_unet(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a UNet trained by :func:`train_diffusion` from its checkpoint alone; returns (model, config).
 
     ``config`` is the checkpoint's RunConfig dict: ``config["task"]`` holds the ``schedule`` and
-    ``T`` to sample with.
+    ``T`` to sample with. A v-prediction model comes wrapped in :class:`EpsFromV`.
     """
     path = find_checkpoint(name)
     try:
@@ -222,4 +289,4 @@ def load_trained_unet(name: str, device: torch.device | str = "cpu") -> tuple[UN
                               "delete it and rerun the notebook that trains it")
     model = make_unet(config["arch"])
     load_checkpoint(path, model)
-    return model.to(device).eval(), config
+    return as_eps_model(model.to(device), config["task"]).eval(), config

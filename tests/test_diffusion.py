@@ -146,3 +146,43 @@ def test_a_student_loss_term_trains_through_the_same_draws(tmp_path, monkeypatch
     _, _, config = train_diffusion("tiny_student", p, torch.rand(p.batch_size, 1, 12, 12) * 2 - 1, arch=arch,
                                    epochs=1, loss=my_loss)
     assert config["train"]["loss"] == "my_loss" and len(calls) == 2   # trained here with the student's loss
+
+
+def test_v_prediction_trains_loads_and_samples_as_a_noise_predictor(tmp_path, monkeypatch):
+    from course_utils.diffusion import EpsFromV, l_simple_v, v_target
+    x0 = torch.rand(5, 1, 6, 6) * 2 - 1
+    g = cpu_generator(1)
+    t, eps = torch.randint(0, 1000, (5,), generator=g), randn(x0.shape, generator=g)
+    ab = SCHED.alpha_bar[t].view(-1, 1, 1, 1)
+    x_t = SCHED.q_sample(x0, t, eps)
+    v = v_target(x0, eps, ab)
+    oracle = lambda x, tt: v                                                  # noqa: E731 - a perfect v-network
+    assert torch.allclose(EpsFromV(oracle_module(oracle), SCHED.alpha_bar)(x_t, t), eps, atol=1e-5)
+    assert l_simple_v(oracle_module(oracle), x0, t, eps, SCHED).item() < 1e-10
+    # in eps terms the v-loss is L_simple weighted by 1 / (1 - alpha_bar_t)
+    zero = oracle_module(lambda x, tt: torch.zeros_like(x))
+    want = ((v.square()).mean(dim=(1, 2, 3))).mean()
+    assert torch.allclose(l_simple_v(zero, x0, t, eps, SCHED), want)
+
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    p = PROFILES["smoke"]
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(p.batch_size, 1, 12, 12) * 2 - 1
+    model, _, config = train_diffusion("tiny_v", p, x, arch=arch, epochs=1, prediction="v")
+    assert isinstance(model, EpsFromV) and config["task"]["prediction"] == "v"
+    loaded, config2 = load_trained_unet("tiny_v")
+    assert isinstance(loaded, EpsFromV) and config2 == config
+    probe_x, probe_t = torch.randn(2, 1, 12, 12), torch.tensor([10, 900])
+    with torch.no_grad():
+        assert torch.allclose(loaded(probe_x, probe_t), model(probe_x, probe_t), atol=1e-6)
+    _, _, eps_config = train_diffusion("tiny_eps", p, x, arch=arch, epochs=1)
+    assert "prediction" not in eps_config["task"], "eps checkpoints keep the identity the shipped ones have"
+    with pytest.raises(ValueError, match="prediction"):
+        train_diffusion("tiny_x", p, x, arch=arch, epochs=1, prediction="x0")
+
+
+def oracle_module(fn):
+    class Wrapped(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            return fn(x, t)
+    return Wrapped()
