@@ -144,3 +144,24 @@ def test_best_guidance_weight_prefers_fidelity_among_the_most_accurate():
         guidance.best_guidance_weight({})
     with pytest.raises(ValueError, match="accuracy"):
         guidance.best_guidance_weight({1.0: {"frechet": 3.0}})
+
+
+def test_hand_written_guided_loop_matches_sample_with_step_noise():
+    """Notebook 05's exercise 6: a loop over scheduler.step with the guided eps and StepNoise is samplers.sample."""
+    from course_utils.samplers import DDPMScheduler, StepNoise
+
+    c = clf()
+    torch.manual_seed(0)
+    unet = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
+    s = DDPMScheduler(SCHED).set_timesteps(3)
+    y, shape = torch.tensor([1, 6]), (2, 1, 28, 28)
+    x_T, noise = randn(shape, generator=cpu_generator(1)), StepNoise(shape, seed=2)
+    want = sample(unet, s, shape, x_T=x_T, noise_fn=noise, progress=False,
+                  eps_fn=classifier_guidance_fn(unet, c, y, 4.0, SCHED.alpha_bar))
+    x = x_T
+    for t in s.timesteps.tolist():
+        tb = torch.full((2,), t)
+        eps = classifier_guided_eps(unet, c, x, tb, y, 4.0, SCHED.alpha_bar)
+        with torch.no_grad():
+            x = s.step(eps, t, x, noise=noise(t)).prev_sample
+    assert torch.allclose(x, want, atol=1e-5)
