@@ -23,7 +23,7 @@ from .device import randn
 from .progress import progress_bar
 from .samplers import DDIMScheduler, _Scheduler, ddim_step, guided_eps, initial_noise
 from .schedules import q_sample
-from .validation import check_image_batch, check_labels
+from .validation import check_image_batch, check_labels, check_same_shape
 
 __all__ = ["ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit", "check_mask", "inpaint", "VIEWS",
            "apply_view", "invert_view", "anagram_eps", "visual_anagram"]
@@ -45,7 +45,8 @@ def _eps_fn(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor | int | No
 @torch.no_grad()
 def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMScheduler, *,
                 y: torch.Tensor | int | None = None, guidance: float | None = None, eps_fn: EpsFn | None = None,
-                return_trajectory: bool = False, progress: bool = False):
+                return_trajectory: bool = False, progress: bool = False,
+                step_fn: Callable[..., torch.Tensor] | None = None):
     """Deterministic DDIM inversion: run the eta = 0 update *up* the scheduler's timesteps, x_0 -> x_T.
 
     Going from level s to the next kept timestep t > s, the noise is estimated at the new
@@ -54,7 +55,8 @@ def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMSchedu
     x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps, starting from alpha_bar = 1 at x_0. Decoding the
     result with a ``DDIMScheduler(eta=0, clip_sample=False)`` on the same timesteps gives ``x0``
     back, up to the error of that approximation. Returns x_T (and ``[(t, x_t), ...]`` with
-    ``return_trajectory``).
+    ``return_trajectory``). ``step_fn(x_s, eps, alpha_bar_s, alpha_bar_t)`` (0-d tensors for the two
+    levels) replaces that update, e.g. by notebook 06's exercise ``ddim_invert_step``.
     """
     if not isinstance(scheduler, DDIMScheduler):
         raise ValueError(f"inversion needs a DDIMScheduler (the deterministic eta = 0 update), got "
@@ -67,7 +69,10 @@ def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMSchedu
     for t in progress_bar(scheduler.timesteps.flip(0).tolist(), desc="DDIM inversion", unit="step",
                            enabled=progress):
         tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x = ddim_step(x, fn(x, tb), alpha_bar_s, alpha_bar[t], eta=0.0)          # up: alpha_bar[t] < alpha_bar_s
+        if step_fn is None:
+            x = ddim_step(x, fn(x, tb), alpha_bar_s, alpha_bar[t], eta=0.0)      # up: alpha_bar[t] < alpha_bar_s
+        else:
+            x = step_fn(x, fn(x, tb), torch.tensor(alpha_bar_s), torch.tensor(alpha_bar[t]))
         alpha_bar_s = alpha_bar[t]
         if return_trajectory:
             traj.append((t, x.detach().cpu()))
@@ -116,18 +121,21 @@ def slerp_path(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
 @torch.no_grad()
 def denoise_from(scheduler: _Scheduler, x: torch.Tensor, start: int, eps_fn: EpsFn, *,
                  generator: torch.Generator | None = None,
-                 after_step: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+                 after_step: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                 noise_fn: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
     """Run the scheduler's steps from index ``start`` of ``scheduler.timesteps`` to the end.
 
     ``x`` must be at noise level ``scheduler.timesteps[start]``. ``after_step(x_s, s)`` may edit
     the result of each step (``s`` is the timestep reached, -1 for x_0); inpainting uses it.
+    ``noise_fn(t)`` gives the step noise z of timestep t (a ``samplers.StepNoise``) instead of ``generator``.
     """
     steps = scheduler.timesteps.tolist()
     if not 0 <= start < len(steps):
         raise ValueError(f"start must index the scheduler's {len(steps)} timesteps, got {start}")
     for t in steps[start:]:
         tb = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        x = scheduler.step(eps_fn(x, tb), t, x, generator=generator).prev_sample
+        noise = noise_fn(t) if noise_fn is not None else None
+        x = scheduler.step(eps_fn(x, tb), t, x, generator=generator, noise=noise).prev_sample
         if after_step is not None:
             x = after_step(x, scheduler.prev_timestep(t))
     return x
@@ -136,7 +144,8 @@ def denoise_from(scheduler: _Scheduler, x: torch.Tensor, start: int, eps_fn: Eps
 @torch.no_grad()
 def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, i_start: int, *,
            y: torch.Tensor | int | None = None, guidance: float | None = None,
-           generator: torch.Generator | None = None, eps_fn: EpsFn | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, eps_fn: EpsFn | None = None,
+           eps: torch.Tensor | None = None, noise_fn: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
     """SDEdit (Meng et al. 2022): noise ``x0`` to ``scheduler.timesteps[i_start]``, then denoise from there.
 
     ``i_start`` counts from the *noisy* end, as in Berkeley's CS180 diffusion project: the start
@@ -145,7 +154,9 @@ def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, i_s
     i_start = 0 starts from (almost) pure noise, a fresh sample that keeps only a trace of the
     input; a larger i_start adds less noise and keeps more of the input, flaws included; i_start
     = N - 1 noises to the last timestep only (t = 0 for a schedule that ends there), which leaves
-    the input nearly unchanged.
+    the input nearly unchanged. The randomness can be passed in (notebook 06's exercise check): ``eps``
+    (the shape of ``x0``) noises the input, ``noise_fn(t)`` gives each step's z (a ``samplers.StepNoise``);
+    otherwise both are drawn from ``generator``.
     """
     check_image_batch(x0, "x0")
     n = scheduler.num_inference_steps
@@ -154,11 +165,14 @@ def sdedit(model: nn.Module | None, x0: torch.Tensor, scheduler: _Scheduler, i_s
                          f"counted from the noisy end; call set_timesteps with more steps for a larger one), "
                          f"got {i_start!r}")
     t = int(scheduler.timesteps[i_start])
-    eps = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if eps is None:
+        eps = randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    else:
+        check_same_shape(eps, x0, "eps", "x0")
     x_t = q_sample(x0, torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long), eps,
                    scheduler.schedule.alpha_bar)
     fn = _eps_fn(model, x0, y, guidance, eps_fn)
-    return denoise_from(scheduler, x_t, i_start, fn, generator=generator)
+    return denoise_from(scheduler, x_t, i_start, fn, generator=generator, noise_fn=noise_fn)
 
 
 def check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -188,13 +202,20 @@ def check_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def inpaint(model: nn.Module | None, x_known: torch.Tensor, mask: torch.Tensor, scheduler: _Scheduler, *,
             y: torch.Tensor | int | None = None, guidance: float | None = None,
-            generator: torch.Generator | None = None, eps_fn: EpsFn | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, eps_fn: EpsFn | None = None,
+            x_T: torch.Tensor | None = None, noise_fn: Callable[[int], torch.Tensor] | None = None,
+            known_noise_fn: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
     """Fill the pixels where ``mask`` is 0, keeping those where it is 1, with the same sampler.
 
     At every step the known region is replaced by a fresh sample of the forward process at the
     level just reached, x_s^known = sqrt(ab_s) x_known + sqrt(1 - ab_s) eps (x_known itself at
     the end), so the generated region is denoised in the context of the known one. With a
     class-conditional model, ``y`` and ``guidance`` choose what fills the hole.
+
+    The sampler starts from x_T (drawn from ``generator`` unless given) with the known region
+    replaced at level ``scheduler.timesteps[0]``. The randomness can be passed in (notebook 06's
+    exercise check): ``noise_fn(t)`` gives the z of the step at t, ``known_noise_fn(s)`` the eps of
+    the known region at level s (each a ``samplers.StepNoise``); otherwise they are drawn from ``generator``.
     """
     check_image_batch(x_known, "x_known")
     m = check_mask(mask, x_known)
@@ -203,16 +224,19 @@ def inpaint(model: nn.Module | None, x_known: torch.Tensor, mask: torch.Tensor, 
     def known_at(s: int) -> torch.Tensor:
         if s < 0:
             return x_known
-        eps = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
+        if known_noise_fn is not None:
+            eps = known_noise_fn(s)
+        else:
+            eps = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
         return ab[s].sqrt() * x_known + (1 - ab[s]).sqrt() * eps
 
     def after_step(x: torch.Tensor, s: int) -> torch.Tensor:
         return m * known_at(s) + (1 - m) * x
 
-    x = randn(x_known.shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
+    x = initial_noise(tuple(x_known.shape), x_T, generator, x_known.device)
     x = after_step(x, int(scheduler.timesteps[0]))
     fn = _eps_fn(model, x_known, y, guidance, eps_fn)
-    return denoise_from(scheduler, x, 0, fn, generator=generator, after_step=after_step)
+    return denoise_from(scheduler, x, 0, fn, generator=generator, after_step=after_step, noise_fn=noise_fn)
 
 
 # ----------------------------------------------------------------------------- visual anagrams

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from course_utils.device import cpu_generator, randn
-from course_utils.editing import (VIEWS, anagram_eps, apply_view, check_mask, ddim_invert, inpaint, invert_view,
-                                  sdedit, slerp, slerp_path, visual_anagram)
-from course_utils.samplers import DDIMScheduler, DDPMScheduler, ddim_step, guided_eps, sample
+from course_utils.editing import (VIEWS, anagram_eps, apply_view, check_mask, ddim_invert, denoise_from, inpaint,
+                                  invert_view, sdedit, slerp, slerp_path, visual_anagram)
+from course_utils.samplers import DDIMScheduler, DDPMScheduler, StepNoise, ddim_step, guided_eps, sample
 from course_utils.schedules import NoiseSchedule
 from course_utils.unet import UNet
 
@@ -246,3 +246,69 @@ def test_visual_anagram_runs_and_checks_input(tiny_cond_unet):
         visual_anagram(tiny_cond_unet, s, (2, 1, 8, 6), 6, 9, view="rot90")
     with pytest.raises(ValueError, match="labels"):
         visual_anagram(tiny_cond_unet, s, (2, 1, 8, 8), torch.tensor([6, 6, 6]), 9)
+
+
+# ----------------------------------------------------------------------------- randomness passed in (06)
+
+def test_ddim_invert_with_a_step_fn_gets_tensors_and_matches_the_default():
+    e = _x(7)
+    x0 = _x(1).clamp(-1, 1)
+    s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(6)
+    seen = []
+
+    def step_fn(x, eps, ab_s, ab_t):
+        seen.append((type(ab_s), type(ab_t)))
+        return ddim_step(x, eps, ab_s, ab_t, eta=0.0)
+    got = ddim_invert(None, x0, s, eps_fn=lambda x, t: e, step_fn=step_fn)
+    assert torch.allclose(got, ddim_invert(None, x0, s, eps_fn=lambda x, t: e), atol=1e-6)
+    assert seen == [(torch.Tensor, torch.Tensor)] * 6
+
+
+def test_denoise_from_with_step_noise_matches_sample(tiny_cond_unet):
+    s = DDIMScheduler(SCHED, eta=0.7).set_timesteps(6)
+    x_T, noise, y = _x(3), StepNoise((2, 1, 8, 8), 4), torch.tensor([1, 2])
+    want = sample(tiny_cond_unet, s, x_T.shape, x_T=x_T, y=y, guidance=2.0, noise_fn=noise, progress=False)
+    got = denoise_from(s, x_T, 0, lambda x, t: guided_eps(tiny_cond_unet, x, t, y, 2.0), noise_fn=noise)
+    assert torch.equal(got, want)
+    other = denoise_from(s, x_T, 0, lambda x, t: guided_eps(tiny_cond_unet, x, t, y, 2.0),
+                         noise_fn=StepNoise(x_T.shape, 5))
+    assert not torch.allclose(other, want)
+
+
+def test_sdedit_with_eps_and_step_noise_is_q_sample_then_the_remaining_steps(tiny_cond_unet):
+    x0, eps, noise = _x(5).clamp(-1, 1), _x(6), StepNoise((2, 1, 8, 8), 7)
+    s = DDIMScheduler(SCHED, eta=1.0).set_timesteps(10)
+    got = sdedit(tiny_cond_unet, x0, s, 4, y=3, guidance=2.0, eps=eps, noise_fn=noise)
+    t = int(s.timesteps[4])
+    x_t = SCHED.alpha_bar[t].sqrt() * x0 + (1 - SCHED.alpha_bar[t]).sqrt() * eps
+    y = torch.tensor([3, 3])
+    want = denoise_from(s, x_t, 4, lambda x, tb: guided_eps(tiny_cond_unet, x, tb, y, 2.0), noise_fn=noise)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.equal(got, sdedit(tiny_cond_unet, x0, s, 4, y=3, guidance=2.0, eps=eps, noise_fn=noise,
+                                   generator=cpu_generator(9)))                 # the generator is not used
+    with pytest.raises(ValueError, match="eps"):
+        sdedit(tiny_cond_unet, x0, s, 4, eps=eps[:1])
+
+
+def test_inpaint_with_passed_in_noise_replaces_the_known_region_at_every_level():
+    x_known, x_T = _x(1).clamp(-1, 1), _x(2)
+    noise, known = StepNoise((2, 1, 8, 8), 3), StepNoise((2, 1, 8, 8), 4)
+    mask = torch.ones(8, 8)
+    mask[:, 4:] = 0
+    s = DDIMScheduler(SCHED, eta=0.5, clip_sample=False).set_timesteps(5)
+    seen = []
+
+    def eps_fn(x, t):
+        level = int(t[0])
+        ab = SCHED.alpha_bar[level]
+        want = ab.sqrt() * x_known + (1 - ab).sqrt() * known(level)
+        seen.append(torch.allclose(x[..., :4], want[..., :4], atol=1e-6))
+        return 0.1 * x
+    out = inpaint(None, x_known, mask, s, eps_fn=eps_fn, x_T=x_T, noise_fn=noise, known_noise_fn=known)
+    assert seen == [True] * 5 and torch.equal(out[..., :4], x_known[..., :4])
+    again = inpaint(None, x_known, mask, s, eps_fn=lambda x, t: 0.1 * x, x_T=x_T, noise_fn=noise,
+                    known_noise_fn=known, generator=cpu_generator(0))
+    assert torch.equal(out, again)
+    moved = inpaint(None, x_known, mask, s, eps_fn=lambda x, t: 0.1 * x, x_T=-x_T, noise_fn=noise,
+                    known_noise_fn=known)
+    assert not torch.allclose(moved[..., 4:], out[..., 4:])
