@@ -48,3 +48,51 @@ class ClassifierProbe(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.linear(torch.tanh(x.flatten(1))) * (1 + t.float().view(-1, 1) / 1000)
+
+
+def strided_scheduler(kind: str, schedule_name: str, T: int, steps: int, **kwargs):
+    """A sampling loop's scheduler as a hidden-test input: ``Build(strided_scheduler, "ddim", "linear", 50, 4)``.
+
+    A ``samplers.DDPMScheduler`` (``kind="ddpm"``) or ``DDIMScheduler`` (``"ddim"``) on
+    ``NoiseSchedule(schedule_name, T)`` keeping ``steps`` timesteps; ``kwargs`` go to the scheduler
+    (``eta``, ``variance``, ``clip_sample``).
+    """
+    from course_utils.samplers import DDIMScheduler, DDPMScheduler
+    from course_utils.schedules import NoiseSchedule
+
+    cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[kind]
+    return cls(NoiseSchedule(schedule_name, T), **kwargs).set_timesteps(steps)
+
+
+_LAST_DENOISER_PROBE: list = []     # the DenoiserProbe built last (for optimizer_for_last_denoiser_probe)
+
+
+class DenoiserProbe(nn.Module):
+    """A tiny one-step denoiser ``f(z)`` for (B, 1, H, W) images (training-step exercises, notebook 03).
+
+    A training step also needs the optimizer over the probe's own weights: a hidden test passes
+    ``Build(DenoiserProbe, seed=...)`` and then ``Build(optimizer_for_last_denoiser_probe, "sgd", lr)``,
+    which is built right after it (the arguments are decoded in order) on both sides.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.mix = nn.Conv2d(3, 1, 1)
+        _LAST_DENOISER_PROBE[:] = [self]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mix(torch.tanh(self.conv(z)))
+
+
+def optimizer_for_last_denoiser_probe(kind: str = "sgd", lr: float = 0.01) -> torch.optim.Optimizer:
+    """``"sgd"`` or ``"adamw"`` over the weights of the :class:`DenoiserProbe` built last.
+
+    Its weights get a stale gradient (all ones), as after a step that did not clear it: a training step must
+    clear it before its backward pass."""
+    if not _LAST_DENOISER_PROBE:
+        raise RuntimeError("build a DenoiserProbe first (the argument before the optimizer)")
+    params = list(_LAST_DENOISER_PROBE[0].parameters())
+    for p in params:
+        p.grad = torch.ones_like(p)
+    return {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[kind](params, lr=lr)
