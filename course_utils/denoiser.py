@@ -16,6 +16,10 @@ The network (no time input: it only ever sees one noise level)::
 
 A ConvBlock is (3x3 conv -> GroupNorm -> SiLU) twice. Notebook 04 adds the time input
 (``unet.py``); this module is the version without it.
+
+In notebook 03 the students write the pieces (``conv_block_forward``, ``up_and_concat``, the forward pass
+``unet_forward``, ``denoising_loss``, the training step ``train_step``) and train their own network with
+them: ``train_denoiser(..., step=their_step, unet=their_class)``.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +41,9 @@ from .training import train
 from .unet import count_parameters
 from .validation import check_image_batch
 
-__all__ = ["ConvBlock", "conv_block_forward", "up_and_concat", "Down", "Up", "DenoiserUNet", "add_noise",
-           "denoising_loss", "denoise", "shape_walk", "DenoiserArch", "denoiser_config", "train_denoiser",
-           "count_parameters", "TRAIN_SIGMA"]
+__all__ = ["ConvBlock", "conv_block_forward", "up_and_concat", "Down", "Up", "DenoiserUNet", "unet_forward",
+           "add_noise", "denoising_loss", "train_step", "StepFn", "denoise", "shape_walk", "DenoiserArch",
+           "denoiser_config", "train_denoiser", "count_parameters", "TRAIN_SIGMA"]
 
 TRAIN_SIGMA = 0.5   # the one noise level notebook 03 trains at
 
@@ -137,15 +142,24 @@ class DenoiserUNet(nn.Module):
         self.out = nn.Conv2d(c1, in_channels, 1)  # (B, 1, 28, 28)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, "x", channels=self.in_channels)
-        if x.shape[2] < 4 or x.shape[3] < 4:
-            raise ValueError(f"images must be at least 4x4 pixels (two 2x down-samplings), got {tuple(x.shape)}")
-        h1 = self.inc(x)              # (B, w, H, W)
-        h2 = self.down1(h1)           # (B, 2w, H/2, W/2)
-        h3 = self.down2(h2)           # (B, 4w, H/4, W/4)
-        h = self.up1(h3, h2)          # (B, 2w, H/2, W/2)
-        h = self.up2(h, h1)           # (B, w, H, W)
-        return self.out(h)            # (B, C, H, W)
+        return unet_forward(x, self)
+
+
+def unet_forward(x: torch.Tensor, unet: DenoiserUNet) -> torch.Tensor:
+    """The forward pass of a :class:`DenoiserUNet` (notebook 03's module exercise).  x: (B, C, H, W) -> (B, C, H, W).
+
+    Encoder: ``inc``, then max-pool and ConvBlock twice (``down1``, ``down2``); decoder: upsample, concatenate
+    the encoder features of the same resolution (the skip), ConvBlock (``up1``, ``up2``); then the 1x1 ``out``.
+    """
+    check_image_batch(x, "x", channels=unet.in_channels)
+    if x.shape[2] < 4 or x.shape[3] < 4:
+        raise ValueError(f"images must be at least 4x4 pixels (two 2x down-samplings), got {tuple(x.shape)}")
+    h1 = unet.inc(x)              # (B, w, H, W)
+    h2 = unet.down1(h1)           # (B, 2w, H/2, W/2)
+    h3 = unet.down2(h2)           # (B, 4w, H/4, W/4)
+    h = unet.up1(h3, h2)          # (B, 2w, H/2, W/2)
+    h = unet.up2(h, h1)           # (B, w, H, W)
+    return unet.out(h)            # (B, C, H, W)
 
 
 def _check_sigma(sigma: float) -> float:
@@ -168,6 +182,31 @@ def denoising_loss(model: nn.Module, x: torch.Tensor, sigma: float, eps: torch.T
     """Mean squared error between ``model(x + sigma * eps)`` and the clean ``x`` (a scalar)."""
     z = add_noise(x, sigma, eps)                # (B, C, H, W)
     return F.mse_loss(model(z), x)
+
+
+StepFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, sigma: float, eps: torch.Tensor,
+               grad_clip: float | None = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """One training step of the denoiser on the minibatch ``x`` with the noise ``eps`` (both (B, C, H, W)).
+
+    :func:`denoising_loss`, then the gradient (the old one cleared first), the gradient norm clipped to
+    ``grad_clip`` (``None``: no clipping) and one ``optimizer`` step, as :func:`~course_utils.training.train`
+    does. Returns ``(loss, stats)``: the loss before the step, detached (a scalar tensor), and two floats
+    that say how the step went, ``stats["grad_norm"]``, the norm of the whole gradient before clipping,
+    and ``stats["update_norm"]``, the norm of the change of all the weights. Notebook 03's students write it.
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = denoising_loss(model, x, sigma, eps)                          # scalar, with a graph to the weights
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(params, math.inf if grad_clip is None else grad_clip)   # norm before clipping
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    update_norm = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(params, before)))
+    return loss.detach(), {"grad_norm": grad_norm.item(), "update_norm": update_norm.item()}
 
 
 @torch.no_grad()
@@ -221,7 +260,8 @@ def _digest(x: torch.Tensor) -> str:
 
 def train_denoiser(profile: Profile, images: torch.Tensor, *, sigma: float = TRAIN_SIGMA, probe: torch.Tensor | None = None,
                    lr: float = 3e-3, epochs: int | None = None, seed: int = 0, name: str = "denoiser",
-                   verbose: bool = True) -> tuple[DenoiserUNet, dict, dict]:
+                   verbose: bool = True, step: StepFn | None = None,
+                   unet: type[nn.Module] | None = None) -> tuple[nn.Module, dict, dict]:
     """Load or train the one-step denoiser of notebook 03 on ``images`` (N, 1, H, W) at noise level ``sigma``.
 
     Wires the course pieces together: a :class:`~course_utils.data.TensorLoader` over ``images``,
@@ -233,28 +273,64 @@ def train_denoiser(profile: Profile, images: torch.Tensor, *, sigma: float = TRA
     ``torch.tensor(...)`` them), so they survive a reload. ``epochs`` defaults to
     ``profile.epochs("denoiser")``. Returns ``(model, history, config)``, the config being the
     checkpoint's :class:`~course_utils.checkpoint.RunConfig` as a dict.
+
+    A student's pieces (notebook 03 trains with theirs):
+
+    * ``step``: a training step with :func:`train_step`'s signature, ``step(model, optimizer, x, sigma, eps)``,
+      which computes the loss, back-propagates and updates the weights itself and returns the loss, or
+      ``(loss, stats)`` with a dict of numbers that the history stores per step (:func:`train_step`'s
+      ``grad_norm`` and ``update_norm``). It gets the batch and its noise (the same draws as the default
+      recipe) and the AdamW optimizer ``train`` keeps (and saves for a resume).
+    * ``unet``: the network class, built as ``unet(in_channels=..., width=...)`` with the parameter names of
+      :class:`DenoiserUNet` (default), e.g. a subclass whose ``forward`` is the student's.
+
+    Their names (``__name__``) are recorded in the config's ``train`` entry; shipped weights are never used
+    for them.
     """
     check_image_batch(images, "images", channels=1)
     if len(images) < profile.batch_size:
         raise ValueError(f"need at least one batch of {profile.batch_size} images, got {len(images)}")
     if probe is not None:
         check_image_batch(probe, "probe", channels=1)
+    if step is not None and not callable(step):
+        raise TypeError(f"step must be a function step(model, optimizer, x, sigma, eps), got {type(step).__name__}")
+    if unet is not None and not (isinstance(unet, type) and issubclass(unet, nn.Module)):
+        raise TypeError(f"unet must be an nn.Module class such as DenoiserUNet, got {unet!r:.60}")
     device = images.device
     sigma = _check_sigma(sigma)
     arch = denoiser_config(profile)
     epochs = profile.epochs("denoiser") if epochs is None else epochs
+    student = {**({"step": getattr(step, "__name__", type(step).__name__)} if step is not None else {}),
+               **({"unet": unet.__name__} if unet is not None else {})}
     config = RunConfig(
         model="DenoiserUNet", arch=arch, task={"sigma": sigma},
         train={"lr": lr, "epochs": epochs, "batch_size": profile.batch_size, "n_images": int(len(images)),
-               "seed": seed, "probe": _digest(probe) if probe is not None else None})
+               "seed": seed, "probe": _digest(probe) if probe is not None else None, **student})
     torch.manual_seed(seed)
-    model = DenoiserUNet(**arch).to(device)
+    model = (unet or DenoiserUNet)(**arch).to(device)
+    if unet is not None:
+        with torch.device("meta"):                                  # the names only: no weights, no random draws
+            want = set(DenoiserUNet(**arch).state_dict())
+        if set(model.state_dict()) != want:
+            raise ValueError(f"unet={unet.__name__} must have the layers of DenoiserUNet (the same parameter names); "
+                             "keep its __init__")
     g = cpu_generator(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)        # what train() would make
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
         xb, _ = batch                                               # (B, 1, H, W)
         eps = randn(xb.shape, generator=g, device=device)           # (B, 1, H, W)
-        return denoising_loss(m, xb, sigma, eps)
+        if step is None:
+            return denoising_loss(m, xb, sigma, eps)
+        out = step(m, optimizer, xb, sigma, eps)                    # updates the weights itself
+        loss, stats = out if isinstance(out, tuple) and len(out) == 2 else (out, {})
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not isinstance(stats, dict):
+            raise TypeError(f"{student['step']} must return the loss as a scalar tensor, or (loss, dict of numbers), "
+                            f"got {type(out).__name__}")
+        # train() then clears the (absent) gradients, back-propagates through this detached copy, which reaches no
+        # weight, and steps the optimizer, which skips weights without a gradient: the update stays the student's.
+        # The stats (grad_norm, update_norm) go into the history, one value per step.
+        return loss.detach().float().reshape(()).requires_grad_(), stats
 
     def on_epoch_end(epoch: int, m: nn.Module) -> dict:
         if probe is None:
@@ -264,9 +340,11 @@ def train_denoiser(profile: Profile, images: torch.Tensor, *, sigma: float = TRA
 
     def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
-        hist = train(model, loss_fn, loader, epochs, lr=lr, desc=name, on_epoch_end=on_epoch_end,
-                     resume_path=resume, resume_config=config.as_dict(), generator=g)
+        extra = {} if step is None else {"grad_clip": None, "mixed_precision": False}   # the step clips, in float32
+        hist = train(model, loss_fn, loader, epochs, optimizer=optimizer, lr=lr, desc=name, on_epoch_end=on_epoch_end,
+                     resume_path=resume, resume_config=config.as_dict(), generator=g, **extra)
         return {k: v for k, v in hist.items() if k != "lr"}
 
-    history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained, verbose=verbose)
+    history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained and not student,
+                            verbose=verbose)
     return model.eval(), history, config.as_dict()
