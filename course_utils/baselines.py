@@ -4,7 +4,8 @@
   each pixel with its neighbours, which cancels independent noise but also blurs the edges.
 * :func:`psnr`: peak signal-to-noise ratio in dB, ``10 log10(range^2 / MSE)``, per image.
 * :func:`best_blur_sigma` / :func:`blur_baseline`: pick the blur width on a few images, then
-  score it, so the baseline is as strong as it can be at each noise level.
+  score it, so the baseline is as strong as it can be at each noise level (with :func:`psnr`, or
+  with ``score=`` another per-image score: notebook 02 passes the student's PSNR).
 * :func:`rescaled_noisy`: the noisy images both notebooks score on, x_t / sqrt(alpha_bar_t)
   = x_0 + sigma_t eps with seeded noise, so 03 reproduces 02's exact draw.
 
@@ -13,7 +14,7 @@ Images are float tensors (B, C, H, W) in [-1, 1], so the data range is 2.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,8 @@ from .device import cpu_generator, randn
 from .schedules import q_sample
 from .validation import check_image_batch, check_same_shape
 
-__all__ = ["DEFAULT_BLUR_SIGMAS", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma", "blur_baseline",
-           "rescaled_noisy"]
+__all__ = ["DEFAULT_BLUR_SIGMAS", "Score", "gaussian_kernel", "gaussian_blur", "psnr", "best_blur_sigma",
+           "blur_baseline", "rescaled_noisy"]
 
 DEFAULT_BLUR_SIGMAS: tuple[float, ...] = (0.0, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 
@@ -95,25 +96,43 @@ def _check_pair(noisy: torch.Tensor, clean: torch.Tensor) -> None:
     check_same_shape(noisy, clean, "noisy", "clean")
 
 
-def best_blur_sigma(noisy: torch.Tensor, clean: torch.Tensor,
-                    sigmas: Sequence[float] = DEFAULT_BLUR_SIGMAS) -> tuple[float, dict[float, float]]:
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``score(estimate, target) -> (B,)``, higher is better: :func:`psnr` or a student's version of it (02)."""
+
+
+def _check_score(score: Score | None) -> Score:
+    if score is None:
+        return psnr            # looked up at call time, not bound as a default
+    if not callable(score):
+        raise ValueError(f"score must be a function score(estimate, target) -> (B,), like psnr, got {score!r}")
+    return score
+
+
+def best_blur_sigma(noisy: torch.Tensor, clean: torch.Tensor, sigmas: Sequence[float] = DEFAULT_BLUR_SIGMAS,
+                    score: Score | None = None) -> tuple[float, dict[float, float]]:
     """The blur width with the highest mean PSNR on (noisy, clean), and the mean PSNR of every width.
 
     Blurred images are clamped to [-1, 1] before scoring (a free improvement: the clean images
-    live there). Tune on a few images, score on others with :func:`blur_baseline`.
+    live there). Tune on a few images, score on others with :func:`blur_baseline`. ``score``: the
+    per-image score to maximise instead of :func:`psnr` (called as ``score(estimate, target)``).
     """
     _check_pair(noisy, clean)
+    score = _check_score(score)
     if len(sigmas) == 0:
         raise ValueError("sigmas must hold at least one blur width")
-    scores = {float(s): psnr(gaussian_blur(noisy, s).clamp(-1, 1), clean).mean().item() for s in sigmas}
+    scores = {float(s): float(score(gaussian_blur(noisy, s).clamp(-1, 1), clean).mean()) for s in sigmas}
     best = max(scores, key=lambda s: scores[s])
     return best, scores
 
 
-def blur_baseline(noisy: torch.Tensor, clean: torch.Tensor, sigma: float) -> torch.Tensor:
-    """PSNR per image (B,) of ``gaussian_blur(noisy, sigma)`` clamped to [-1, 1], against ``clean``."""
+def blur_baseline(noisy: torch.Tensor, clean: torch.Tensor, sigma: float, score: Score | None = None) -> torch.Tensor:
+    """PSNR per image (B,) of ``gaussian_blur(noisy, sigma)`` clamped to [-1, 1], against ``clean``.
+
+    ``score``: another per-image score instead of :func:`psnr` (called as ``score(estimate, target)``).
+    """
     _check_pair(noisy, clean)
-    return psnr(gaussian_blur(noisy, sigma).clamp(-1, 1), clean)
+    score = _check_score(score)
+    return score(gaussian_blur(noisy, sigma).clamp(-1, 1), clean)
 
 
 def rescaled_noisy(x0: torch.Tensor, t: int, alpha_bar: torch.Tensor, seed: int) -> torch.Tensor:

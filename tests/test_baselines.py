@@ -101,3 +101,21 @@ def test_rescaled_noisy_is_x0_plus_sigma_eps_with_the_seeded_noise():
     assert torch.equal(y, want) and torch.equal(rescaled_noisy(x0, 500, ab, seed=9), y)
     with pytest.raises(ValueError, match="t must be"):
         rescaled_noisy(x0, 1000, ab, seed=0)
+
+
+def test_blur_baseline_scores_with_a_students_psnr():
+    clean = _images(4, 6)
+    noisy = clean + 0.7 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5))
+    calls = []
+
+    def my_psnr(estimate, target):
+        calls.append(estimate.shape)
+        return psnr(estimate, target)
+
+    best, scores = best_blur_sigma(noisy, clean, sigmas=(0.0, 1.0, 2.0), score=my_psnr)
+    assert len(calls) == 3 and (best, scores) == best_blur_sigma(noisy, clean, sigmas=(0.0, 1.0, 2.0))
+    assert torch.equal(blur_baseline(noisy, clean, best, score=my_psnr), blur_baseline(noisy, clean, best))
+    neg_mse = lambda e, t: -((e - t) ** 2).flatten(1).mean(1)              # any "higher is better" score works
+    assert best_blur_sigma(noisy, clean, sigmas=(0.0, 1.0, 2.0), score=neg_mse)[0] == best
+    with pytest.raises(ValueError, match="score must be a function"):
+        blur_baseline(noisy, clean, 1.0, score="psnr")
