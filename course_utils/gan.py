@@ -17,7 +17,7 @@ one discriminator step, then one generator step, per minibatch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -130,12 +130,16 @@ def generator_loss(fake_logits: torch.Tensor, non_saturating: bool = True) -> to
 
 
 def gan_step(gan: GAN, x_real: torch.Tensor, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
-             generator: torch.Generator | None = None, non_saturating: bool = True) -> dict[str, float]:
+             generator: torch.Generator | None = None, non_saturating: bool = True,
+             d_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             g_loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
     """One iteration of Goodfellow's Algorithm 1 with k = 1 on the minibatch ``x_real`` (B, 1, 28, 28).
 
     1. Draw B noise vectors; update D by descending ``discriminator_loss`` (fakes detached).
     2. Draw B fresh noise vectors; update G by descending ``generator_loss``.
-    Returns the two losses and the mean D(x), D(G(z)) seen by the discriminator step.
+    ``d_loss_fn(real_logits, fake_logits)`` / ``g_loss_fn(fake_logits)`` replace the two losses (a
+    student's, notebook 01; ``g_loss_fn`` is then the whole generator loss and ``non_saturating`` is
+    not used). Returns the two losses and the mean D(x), D(G(z)) seen by the discriminator step.
     """
     check_image_batch(x_real, "x_real", channels=1, size=(28, 28))
     G, D = gan.G, gan.D
@@ -145,14 +149,15 @@ def gan_step(gan: GAN, x_real: torch.Tensor, opt_d: torch.optim.Optimizer, opt_g
     with torch.no_grad():
         fake = G(randn(b, gan.latent_dim, generator=generator, device=dev))
     real_logits, fake_logits = D(x_real), D(fake)
-    d_loss = discriminator_loss(real_logits, fake_logits)
+    d_loss = (d_loss_fn or discriminator_loss)(real_logits, fake_logits)
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
 
     # generator step on fresh noise: descend -log D(G(z)) (or log(1 - D(G(z))))
     fake_logits_g = D(G(randn(b, gan.latent_dim, generator=generator, device=dev)))
-    g_loss = generator_loss(fake_logits_g, non_saturating=non_saturating)
+    g_loss = g_loss_fn(fake_logits_g) if g_loss_fn is not None else \
+        generator_loss(fake_logits_g, non_saturating=non_saturating)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -162,14 +167,17 @@ def gan_step(gan: GAN, x_real: torch.Tensor, opt_d: torch.optim.Optimizer, opt_g
 
 def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
               seed: int = 0, non_saturating: bool = True, desc: str = "gan",
-              resume_path: str | Path | None = None, resume_config: dict | None = None) -> dict[str, list[float]]:
+              resume_path: str | Path | None = None, resume_config: dict | None = None,
+              d_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+              g_loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, list[float]]:
     """Train ``gan`` for ``epochs`` passes over ``loader`` (batches ``(images, labels)``) with Adam.
 
     Returns the history: ``d_loss``, ``g_loss``, ``d_real``, ``d_fake`` per step and
     ``epoch_d_loss``, ``epoch_g_loss`` per epoch. ``resume_path``: after every epoch both networks,
     both optimisers, the noise generator and the history are saved there atomically; a later call
     with the same ``resume_config`` and ``epochs`` continues after the last finished epoch (the
-    format of :func:`~course_utils.training.train`'s resume states).
+    format of :func:`~course_utils.training.train`'s resume states). ``d_loss_fn`` / ``g_loss_fn``: as
+    in :func:`gan_step`.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -196,7 +204,8 @@ def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, beta
         n0 = len(history["d_loss"])
         for batch in loader:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            logs = gan_step(gan, x, opt_d, opt_g, generator=g, non_saturating=non_saturating)
+            logs = gan_step(gan, x, opt_d, opt_g, generator=g, non_saturating=non_saturating, d_loss_fn=d_loss_fn,
+                            g_loss_fn=g_loss_fn)
             if not all(torch.isfinite(torch.tensor(v)) for v in logs.values()):
                 raise FloatingPointError(f"GAN loss became non-finite at epoch {epoch}: {logs}; lower the learning rate")
             for k, v in logs.items():

@@ -11,17 +11,13 @@ shipped weights never stand in for a run with a student's loss.
 """
 from __future__ import annotations
 
-import contextlib
-import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-from unittest import mock
+from typing import Callable
 
 import torch
 from torch import nn
 
-from . import gan as _gan
 from .checkpoint import RunConfig, arch_dict, load_or_train
 from .data import TensorLoader
 from .device import cpu_generator, randn
@@ -97,28 +93,6 @@ def train_vae(profile: Profile, images: torch.Tensor, *, latent_dim: int = 16, l
     return model.eval(), history, config.as_dict()
 
 
-@contextlib.contextmanager
-def _gan_losses(d_loss: Callable | None, g_loss: Callable | None) -> Iterator[None]:
-    """While it runs, :func:`~course_utils.gan.train_gan` steps with ``d_loss`` / ``g_loss``, not the package's losses.
-
-    ``gan.train_gan`` and ``gan.gan_step`` take no loss arguments, so ``train_gan`` is handed (for the
-    duration) a copy of ``gan_step`` whose ``discriminator_loss`` / ``generator_loss`` are the given
-    ones; ``gan.discriminator_loss`` and ``gan.generator_loss`` themselves stay the package's. The
-    student's generator loss is the non-saturating one: it takes the logits only.
-    """
-    if d_loss is None and g_loss is None:
-        yield
-        return
-    names = dict(_gan.gan_step.__globals__)
-    if d_loss is not None:
-        names["discriminator_loss"] = d_loss
-    if g_loss is not None:
-        names["generator_loss"] = lambda fake_logits, non_saturating=True: g_loss(fake_logits)
-    step = types.FunctionType(_gan.gan_step.__code__, names, "gan_step", _gan.gan_step.__defaults__)
-    with mock.patch.object(_gan, "gan_step", step):
-        yield
-
-
 def train_dcgan(profile: Profile, images: torch.Tensor, *, latent_dim: int = 64, lr: float = 1e-3,
                 epochs: int | None = None, seed: int = 0, name: str = "01_gan",
                 d_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -150,9 +124,8 @@ def train_dcgan(profile: Profile, images: torch.Tensor, *, latent_dim: int = 64,
 
     def train_fn(resume: Path) -> dict:
         loader = TensorLoader(images, None, batch_size=profile.batch_size, seed=seed)
-        with _gan_losses(d_loss, g_loss):
-            return train_gan(model, loader, epochs, lr=lr, betas=(0.5, 0.999), seed=seed, desc=name,
-                             resume_path=resume, resume_config=config.as_dict())
+        return train_gan(model, loader, epochs, lr=lr, betas=(0.5, 0.999), seed=seed, desc=name,
+                         resume_path=resume, resume_config=config.as_dict(), d_loss_fn=d_loss, g_loss_fn=g_loss)
 
     history = load_or_train(name, model, config, train_fn, shipped=profile.use_pretrained and not losses)
     return model.eval(), history, config.as_dict()
