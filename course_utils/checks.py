@@ -173,7 +173,7 @@ def _exercise_name(tb: Any) -> str | None:
         if "ipykernel" in code.co_filename or code.co_filename.startswith("<ipython-input") \
                 or code.co_filename.startswith("<cell"):
             if code.co_name != "<module>":
-                name = code.co_name
+                name = getattr(code, "co_qualname", code.co_name).split(".<locals>.")[0]   # Class.forward
         tb = tb.tb_next
     return name
 
@@ -187,13 +187,15 @@ def _exercise_message(etype: type, value: BaseException, tb: Any) -> str | None:
         return (f"Exercise not finished: `{exercise}` still raises NotImplementedError. Write it in its cell (search "
                 f"this notebook for `def {exercise}`), run that cell, then run this one again.")
     if issubclass(etype, NotImplementedError):
-        exercise = _exercise_name(tb)
-        if exercise is None:
+        qualname = _exercise_name(tb)
+        if qualname is None:
             return None
+        exercise = qualname.split(".")[0]                   # a module exercise: the class whose method is unfinished
         _note_unfinished(exercise)
         hint = str(value).strip()
+        where = f"class {exercise}" if "." in qualname else f"def {exercise}"
         return (f"This cell needs the exercise `{exercise}`, which is not finished yet. Write it in its cell "
-                f"(search this notebook for `def {exercise}`), run that cell, then run this one again."
+                f"(search this notebook for `{where}`), run that cell, then run this one again."
                 + (f" Hint: {hint}" if hint else ""))
     if issubclass(etype, NameError) and _UNFINISHED:
         names = ", ".join(f"`{n}`" for n in _UNFINISHED)

@@ -8,7 +8,8 @@ autoencoder instead of on pixels:
    forward process, whose noise has variance 1, destroys the signal on the intended schedule;
 3. train the usual eps-prediction UNet on z (:func:`train_ldm`; class-conditional through
    cross-attention, with the null label for classifier-free guidance);
-4. sample z_0 with DDIM, then decode x = D(z_0 / s) (:func:`decode_latents`).
+4. sample z_0 with DDIM, then decode x = D(z_0 / s) (:func:`decode_latents`; both steps from a given
+   z_T and step noise: :func:`sample_images`, the reference of notebook 07's sampling loop).
 
 :func:`training_throughput` measures the pixel and the latent model the same way (sampling both
 runs through :func:`~course_utils.samplers.sample_batches`).
@@ -28,11 +29,11 @@ from .data import load_mnist
 from .device import synchronize
 from .diffusion import diffusion_loss, find_checkpoint, load_trained_unet, train_diffusion, unet_config
 from .profiles import Profile
-from .samplers import DDIMScheduler
+from .samplers import DDIMScheduler, sample
 from .schedules import NoiseSchedule
 
 __all__ = ["LATENT_SHAPE", "ldm_config", "encode_images", "compute_scale_factor", "train_ldm",
-           "decode_latents", "latent_scheduler", "training_throughput", "load_trained_ldm"]
+           "decode_latents", "sample_images", "latent_scheduler", "training_throughput", "load_trained_ldm"]
 
 LATENT_SHAPE = (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
 
@@ -91,6 +92,23 @@ def decode_latents(autoencoder: KLAutoencoder, z: torch.Tensor, scale_factor: fl
         raise ValueError(f"scale_factor must be positive, got {scale_factor}")
     autoencoder.eval()
     return torch.cat([autoencoder.decode(z[i:i + batch_size] / scale_factor) for i in range(0, len(z), batch_size)])
+
+
+@torch.no_grad()
+def sample_images(model: nn.Module, autoencoder: KLAutoencoder, scheduler: DDIMScheduler, z_T: torch.Tensor,
+                  y: torch.Tensor, guidance: float, scale_factor: float,
+                  noise_fn: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
+    """Images (B, 1, 28, 28) in [-1, 1] from the scaled latent noise ``z_T`` (B, 4, 7, 7): the latent sampling loop.
+
+    Runs ``scheduler`` from ``z_T`` with classifier-free guidance of weight ``guidance`` on labels ``y``
+    (B,) (:func:`~course_utils.samplers.sample`; ``noise_fn(t)``, e.g. a
+    :class:`~course_utils.samplers.StepNoise`, gives the step noise of a stochastic scheduler), then
+    decodes z_0 with :func:`decode_latents`: D(z_0 / s). The reference of notebook 07's ``latent_sample``.
+    """
+    check_latents(z_T, "z_T")
+    z_0 = sample(model, scheduler, tuple(z_T.shape), y=y, guidance=guidance, x_T=z_T, noise_fn=noise_fn,
+                 device=z_T.device, progress=False)                               # (B, 4, 7, 7), scaled
+    return decode_latents(autoencoder, z_0, scale_factor)
 
 
 def latent_scheduler(profile: Profile, steps: int | None = None, eta: float = 0.0) -> DDIMScheduler:

@@ -135,9 +135,12 @@ def test_an_unfinished_exercise_stops_a_cell_with_one_line():
         "print(x_t)",
         "print('independent cell', 6 * 7)",
         "_ = check_function(q_sample, lambda x0, t, eps: x0, cases=[(1.0, 2, 3.0)])",
-        "1 / 0")
+        "1 / 0",
+        "class MyBlock:\n    def forward(self, x):\n        raise NotImplementedError('attention, eq. 1')",
+        "MyBlock().forward(1)")
     errors = {i: o for i, c in enumerate(cells) for o in c.outputs if o.output_type == "error"}
-    assert sorted(errors) == [2, 3, 5, 6], errors
+    assert sorted(errors) == [2, 3, 5, 6, 8], errors
+    assert "needs the exercise `MyBlock`" in errors[8].traceback[0] and "`class MyBlock`" in errors[8].traceback[0]
     for i in (2, 3, 5):
         assert len(errors[i].traceback) == 1, f"cell {i} shows a traceback chain: {errors[i].traceback}"
     assert "needs the exercise `q_sample`" in errors[2].traceback[0] and "use eq. 4 of notebook 02" in errors[2].traceback[0]

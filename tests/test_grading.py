@@ -28,7 +28,7 @@ from course_tools.grading.hidden import Build, load_hidden_tests
 from course_tools.grading.judge import judge_notebook, verdict
 from course_tools.grading.report import spreadsheet_safe
 from course_tools.grading.sandbox import SandboxUnavailable, choose
-from course_tools.grading.student import call_cases, forbidden, student_namespace
+from course_tools.grading.student import call_cases, forbidden, notebook_globals, student_namespace
 from course_tools.grading.wire import Opaque, WireError, decode, encode
 from course_tools.grading.worker import score_samples_file
 from course_tools.release import cell_source, code_to_python, dump_notebook, find_exercises, read_notebook, \
@@ -82,7 +82,7 @@ def _judge_here(tests, names: list[str], cells: list[tuple[int, str]]) -> list[t
             continue
         fn, calls = defined[name], []
         outputs = json.loads(json.dumps(call_cases(fn, ex.inputs, ex.no_grad,
-                                                   guard=lambda: forbidden(ex.forbid, [fn.__globals__], calls))))
+                                                   guard=lambda: forbidden(ex.forbid, [notebook_globals(fn)], calls))))
         out.append(("delegated", ", ".join(sorted(set(calls)))) if calls else verdict(ex, outputs))
     return out
 

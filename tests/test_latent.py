@@ -9,9 +9,10 @@ from course_utils.autoencoder import KLAutoencoder, check_latents, train_autoenc
 from course_utils.checkpoint import CheckpointError, RunConfig, save_checkpoint, weights_digest
 from course_utils.device import cpu_generator, randn
 from course_utils.diffusion import make_unet
-from course_utils.samplers import sample_batches
+from course_utils.samplers import StepNoise, sample_batches
 from course_utils.latent import (LATENT_SHAPE, compute_scale_factor, decode_latents, encode_images,
-                                 latent_scheduler, ldm_config, load_trained_ldm, train_ldm, training_throughput)
+                                 latent_scheduler, ldm_config, load_trained_ldm, sample_images, train_ldm,
+                                 training_throughput)
 from course_utils.vae import kl_divergence, vae_loss
 
 PROFILE = get_profile("smoke")
@@ -187,3 +188,23 @@ def test_train_autoencoder_variants_get_their_own_checkpoint(tmp_path, monkeypat
     _, _, cfg = train_autoencoder(PROFILE, x, epochs=1, kl_weight=0.1, name="autoencoder_kl0.1")
     assert (tmp_path / "checkpoints" / "autoencoder_kl0.1.pt").exists()
     assert not (tmp_path / "checkpoints" / "autoencoder.pt").exists() and cfg["task"] == {"kl_weight": 0.1}
+
+
+def test_sample_images_is_sample_batches_then_decode(ae):
+    """The reference of notebook 07's latent_sample: sample_batches with decode, from the same z_T."""
+    torch.manual_seed(0)
+    model = make_unet({**ldm_config(PROFILE), "base_channels": 8}).eval()
+    labels = torch.tensor([3, 1, 4])
+    decode = lambda z: decode_latents(ae, z, 0.8)                                   # noqa: E731
+    want = sample_batches(model, latent_scheduler(PROFILE, steps=3), 3, LATENT_SHAPE, labels=labels, guidance=2.0,
+                          seed=5, decode=decode, progress=False)
+    z_T = randn((3, *LATENT_SHAPE), generator=cpu_generator(5))
+    got = sample_images(model, ae, latent_scheduler(PROFILE, steps=3), z_T, labels, 2.0, 0.8, StepNoise(z_T.shape, 1))
+    assert got.shape == (3, 1, 28, 28) and torch.allclose(got, want, atol=1e-5)
+    # a stochastic scheduler takes its step noise from noise_fn: the same StepNoise gives the same images
+    eta1 = latent_scheduler(PROFILE, steps=3, eta=1.0)
+    a = sample_images(model, ae, eta1, z_T, labels, 2.0, 0.8, StepNoise(z_T.shape, 1))
+    assert torch.equal(a, sample_images(model, ae, eta1, z_T, labels, 2.0, 0.8, StepNoise(z_T.shape, 1)))
+    assert not torch.allclose(a, sample_images(model, ae, eta1, z_T, labels, 2.0, 0.8, StepNoise(z_T.shape, 2)))
+    with pytest.raises(ValueError, match=r"\(B, 4, 7, 7\)"):
+        sample_images(model, ae, eta1, torch.zeros(3, 1, 28, 28), labels, 2.0, 0.8)

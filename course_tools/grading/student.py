@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-__all__ = ["STATEMENT_TIMEOUT", "Delegated", "student_namespace", "forbidden", "call_cases", "main"]
+__all__ = ["STATEMENT_TIMEOUT", "Delegated", "student_namespace", "forbidden", "notebook_globals", "call_cases", "main"]
 
 STATEMENT_TIMEOUT = 10.0     # seconds for one top-level statement of the notebook (a slow import is skipped)
 _MESSAGE_CHARS = 300
@@ -143,6 +143,15 @@ def student_namespace(cells: list[tuple[int, str]]) -> dict[str, Any]:
     return defined
 
 
+def notebook_globals(fn: Any) -> dict | None:
+    """The notebook namespace an exercise was defined in: a function's globals, or a class's methods' globals."""
+    for obj in (fn, *vars(fn).values()) if isinstance(fn, type) else (fn,):
+        g = getattr(obj, "__globals__", None)
+        if isinstance(g, dict):
+            return g
+    return None
+
+
 def _raised(e: BaseException) -> dict:
     try:
         message = str(e)[:_MESSAGE_CHARS]
@@ -151,11 +160,38 @@ def _raised(e: BaseException) -> dict:
     return {"raised": [c.__name__ for c in type(e).__mro__][:16], "message": message}
 
 
+def _student_module(cls: type, encoded_args: Any) -> Any:
+    """A module exercise (a class whose ``forward`` the student writes): the student's module for one case.
+
+    The case's first argument is a ``Build`` of the reference module; the student's class is built with the
+    same constructor arguments (and seed) and given the reference's weights, in eval mode.
+    """
+    import torch
+
+    from .wire import WireError, decode
+
+    first = encoded_args.get("tuple", [None])[0] if isinstance(encoded_args, dict) and encoded_args.get("tuple") \
+        else None
+    spec = first.get("build") if isinstance(first, dict) else None
+    if not (isinstance(spec, list) and len(spec) == 5):
+        raise WireError("a class exercise needs a Build of the reference module as the first argument of each case")
+    _, seed, args, kwargs, state = spec
+    if seed is not None:
+        torch.manual_seed(seed)
+    module = cls(*decode(args, True), **decode(kwargs, True))
+    if state is not None:
+        module.load_state_dict(decode(state, True))
+    return module.eval() if isinstance(module, torch.nn.Module) else module
+
+
 def call_cases(fn: Any, inputs: list, no_grad: bool, guard: Any = contextlib.nullcontext) -> list[dict]:
     """``{"value": encoded}`` or ``{"raised": ...}`` for ``fn`` on each case ``[encoded args, encoded kwargs]``.
 
     ``guard()`` is entered around each call of ``fn`` only (not around decoding the inputs or encoding
-    the result), so building the inputs never counts as the student's doing.
+    the result), so building the inputs never counts as the student's doing. When ``fn`` is a class (a
+    module exercise), each case's first argument is a ``Build`` of the reference module: the student's
+    class is built the same way with the reference's weights (:func:`_student_module`) and called on the
+    other arguments, so the hidden test reads ``Exercise(lambda ref, *a: ref(*a), cases=[(Build(...), x)])``.
     """
     import torch
 
@@ -164,9 +200,12 @@ def call_cases(fn: Any, inputs: list, no_grad: bool, guard: Any = contextlib.nul
     outputs = []
     for args, kwargs in inputs:
         try:
+            call = _student_module(fn, args) if isinstance(fn, type) else fn
             args, kwargs = decode(args, inputs=True), decode(kwargs, inputs=True)
+            if isinstance(fn, type):
+                args = args[1:]                     # the reference module: the student's own stands in for it
             with torch.no_grad() if no_grad else torch.enable_grad(), guard():
-                value = fn(*args, **kwargs)
+                value = call(*args, **kwargs)
             outputs.append({"value": encode(value, opaque=True)})
         except BaseException as e:  # SystemExit and KeyboardInterrupt too: they cost this case only
             outputs.append(_raised(e))
@@ -197,7 +236,7 @@ def main(argv: list[str]) -> int:
             continue
         _emit(channel, event="start", exercise=name)
         fn, calls = defined[name], []
-        namespaces = [fn.__globals__] if isinstance(getattr(fn, "__globals__", None), dict) else []
+        namespaces = [g] if isinstance(g := notebook_globals(fn), dict) else []
         names = [str(f) for f in ex.get("forbid") or []]
         outputs = call_cases(fn, ex["inputs"], ex["no_grad"], guard=lambda: forbidden(names, namespaces, calls))
         extra = {"delegated": sorted(set(calls))} if calls else {}
