@@ -193,3 +193,32 @@ def test_markdown_answers_are_hidden_in_the_release():
     assert "secret" not in "".join(student["cells"][0]["source"])
     with pytest.raises(SolutionMarkerError, match="never closed"):
         strip_answers("<!-- BEGIN SOLUTION -->\nno end\n", "nb, cell 3")
+
+
+def test_a_fresh_release_stops_each_cell_that_needs_an_exercise_with_one_line(tmp_path, monkeypatch):
+    """Notebook 02 as a student gets it, run top to bottom with errors allowed (as the grader runs it).
+
+    Every failing cell shows one line naming an unfinished exercise (no traceback chain, no other error),
+    and the cells that need no exercise still run: the data loads, the text cells after the failures print.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = ROOT / "notebooks" / "02_forward_process.ipynb"
+    student, _ = student_notebook(read_notebook(path), path.name)
+    (tmp_path / path.name).write_text(dump_notebook(student))
+    nb = nbformat.read(tmp_path / path.name, as_version=4)
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "out"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [(i, o) for i, c in enumerate(code) for o in c.outputs if o.output_type == "error"]
+    exercises = {e.name for e in find_exercises(read_notebook(path), path.name)}
+    assert errors, "the release ran without a single unfinished exercise"
+    for i, err in errors:
+        assert len(err.traceback) == 1, f"code cell {i}: a traceback chain instead of one line: {err.ename}"
+        assert err.ename in ("NotImplementedError", "ExerciseNotDone", "NameError"), (i, err.ename, err.evalue)
+        assert any(f"`{name}`" in err.traceback[0] for name in exercises), (i, err.traceback[0])
+    ran = [i for i, c in enumerate(code) if c.outputs and not any(o.output_type == "error" for o in c.outputs)]
+    assert ran and ran[-1] > errors[0][0], "no cell produced output after the first unfinished exercise"
