@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .baselines import gaussian_blur
 from .device import randn
 from .progress import progress_bar
 from .samplers import DDIMScheduler, _Scheduler, ddim_step, guided_eps, initial_noise
@@ -26,7 +27,7 @@ from .schedules import q_sample
 from .validation import check_image_batch, check_labels, check_same_shape
 
 __all__ = ["ddim_invert", "slerp", "slerp_path", "denoise_from", "sdedit", "check_mask", "inpaint", "VIEWS",
-           "apply_view", "invert_view", "anagram_eps", "visual_anagram"]
+           "apply_view", "invert_view", "anagram_eps", "visual_anagram", "hybrid_eps", "hybrid_image"]
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -299,4 +300,37 @@ def visual_anagram(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ..
     if isinstance(model, nn.Module):
         model.eval()
     return denoise_from(scheduler, x, 0, lambda x, t: anagram_eps(model, x, t, ya, yb, guidance, view),
+                        generator=generator)
+
+
+def hybrid_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y_far: torch.Tensor, y_near: torch.Tensor,
+               guidance: float | None, sigma: float = 2.0) -> torch.Tensor:
+    """Noise estimate of a hybrid image (Oliva et al. 2006, with diffusion as in Berkeley's CS180 project):
+
+        eps = lowpass( eps(x, t | far) ) + highpass( eps(x, t | near) ),   highpass = identity - lowpass,
+
+    with a Gaussian low-pass of std ``sigma`` pixels (``baselines.gaussian_blur``). The coarse shape
+    follows class ``y_far`` (what a blurred or distant view shows), the fine strokes class ``y_near``.
+    """
+    eps_far = guided_eps(model, x, t, y_far, guidance)                              # (B, C, H, W)
+    eps_near = guided_eps(model, x, t, y_near, guidance)
+    return gaussian_blur(eps_far, sigma) + eps_near - gaussian_blur(eps_near, sigma)
+
+
+@torch.no_grad()
+def hybrid_image(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ...], y_far: int | torch.Tensor,
+                 y_near: int | torch.Tensor, *, sigma: float = 2.0, guidance: float | None = 3.0,
+                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                 x_T: torch.Tensor | None = None) -> torch.Tensor:
+    """Samples (B, C, H, W) whose low frequencies read as ``y_far`` and high frequencies as ``y_near`` (06)."""
+    if len(shape) != 4:
+        raise ValueError(f"shape must be (B, C, H, W), got {tuple(shape)}")
+    if not sigma > 0:
+        raise ValueError(f"sigma (the low-pass std in pixels) must be positive, got {sigma!r}")
+    b = shape[0]
+    y_f, y_n = check_labels(y_far, b, device=device), check_labels(y_near, b, device=device)
+    x = initial_noise(shape, x_T, generator, device)
+    if isinstance(model, nn.Module):
+        model.eval()
+    return denoise_from(scheduler, x, 0, lambda x, t: hybrid_eps(model, x, t, y_f, y_n, guidance, sigma),
                         generator=generator)

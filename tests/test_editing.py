@@ -312,3 +312,29 @@ def test_inpaint_with_passed_in_noise_replaces_the_known_region_at_every_level()
     moved = inpaint(None, x_known, mask, s, eps_fn=lambda x, t: 0.1 * x, x_T=-x_T, noise_fn=noise,
                     known_noise_fn=known)
     assert not torch.allclose(moved[..., 4:], out[..., 4:])
+
+
+def test_hybrid_eps_takes_low_frequencies_from_one_class_and_high_from_the_other():
+    from course_utils.baselines import gaussian_blur
+    from course_utils.editing import hybrid_eps, hybrid_image
+
+    class ByClass(torch.nn.Module):                 # eps = a smooth ramp for class 1, a checkerboard for class 7
+        num_classes = 10
+
+        def forward(self, x, t, y):
+            ramp = torch.linspace(-1, 1, x.shape[-1]).expand_as(x)
+            checker = ((torch.arange(x.shape[-1])[None, :] + torch.arange(x.shape[-2])[:, None]) % 2 * 2 - 1.0)
+            return torch.where((y == 1).view(-1, 1, 1, 1), ramp, checker.expand_as(x).float())
+
+    x, t = torch.zeros(2, 1, 16, 16), torch.tensor([5, 5])
+    m = ByClass()
+    both = hybrid_eps(m, x, t, torch.tensor([1, 1]), torch.tensor([7, 7]), None, sigma=2.0)
+    ramp, checker = m(x, t, torch.tensor([1, 1])), m(x, t, torch.tensor([7, 7]))
+    assert torch.allclose(both, gaussian_blur(ramp, 2.0) + checker - gaussian_blur(checker, 2.0))
+    assert torch.allclose(gaussian_blur(both, 2.0), gaussian_blur(gaussian_blur(ramp, 2.0), 2.0), atol=0.05)
+    schedule = NoiseSchedule("linear", 50)
+    out = hybrid_image(m, DDIMScheduler(schedule).set_timesteps(5), (2, 1, 16, 16), 1, 7, guidance=None,
+                       generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="sigma"):
+        hybrid_image(m, DDIMScheduler(schedule).set_timesteps(5), (2, 1, 16, 16), 1, 7, sigma=0)
