@@ -290,17 +290,23 @@ def visual_anagram(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ..
                    x_T: torch.Tensor | None = None) -> torch.Tensor:
     """Samples (B, C, H, W) that read as class ``y_a`` as they are and as ``y_b`` through ``view``."""
     _view(view)
+    if len(shape) == 4 and view in ("rot90", "transpose") and shape[-1] != shape[-2]:
+        raise ValueError(f"view {view!r} needs square images, got {shape[-2]}x{shape[-1]}")
+    return _sample_two_labels(model, scheduler, shape, y_a, y_b, generator, device, x_T,
+                              lambda x, t, ya, yb: anagram_eps(model, x, t, ya, yb, guidance, view))
+
+
+def _sample_two_labels(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ...], y_a: int | torch.Tensor,
+                       y_b: int | torch.Tensor, generator: torch.Generator | None, device: torch.device | str,
+                       x_T: torch.Tensor | None, eps_of: Callable) -> torch.Tensor:
+    """Denoise x_T (or fresh noise of ``shape``) with ``eps_of(x, t, y_a, y_b)``: anagrams and hybrid images."""
     if len(shape) != 4:
         raise ValueError(f"shape must be (B, C, H, W), got {tuple(shape)}")
-    if view in ("rot90", "transpose") and shape[-1] != shape[-2]:
-        raise ValueError(f"view {view!r} needs square images, got {shape[-2]}x{shape[-1]}")
-    b = shape[0]
-    ya, yb = check_labels(y_a, b, device=device), check_labels(y_b, b, device=device)
+    ya, yb = check_labels(y_a, shape[0], device=device), check_labels(y_b, shape[0], device=device)
     x = initial_noise(shape, x_T, generator, device)
     if isinstance(model, nn.Module):
         model.eval()
-    return denoise_from(scheduler, x, 0, lambda x, t: anagram_eps(model, x, t, ya, yb, guidance, view),
-                        generator=generator)
+    return denoise_from(scheduler, x, 0, lambda x, t: eps_of(x, t, ya, yb), generator=generator)
 
 
 def hybrid_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y_far: torch.Tensor, y_near: torch.Tensor,
@@ -323,14 +329,7 @@ def hybrid_image(model: nn.Module, scheduler: _Scheduler, shape: tuple[int, ...]
                  generator: torch.Generator | None = None, device: torch.device | str = "cpu",
                  x_T: torch.Tensor | None = None) -> torch.Tensor:
     """Samples (B, C, H, W) whose low frequencies read as ``y_far`` and high frequencies as ``y_near`` (06)."""
-    if len(shape) != 4:
-        raise ValueError(f"shape must be (B, C, H, W), got {tuple(shape)}")
     if not sigma > 0:
         raise ValueError(f"sigma (the low-pass std in pixels) must be positive, got {sigma!r}")
-    b = shape[0]
-    y_f, y_n = check_labels(y_far, b, device=device), check_labels(y_near, b, device=device)
-    x = initial_noise(shape, x_T, generator, device)
-    if isinstance(model, nn.Module):
-        model.eval()
-    return denoise_from(scheduler, x, 0, lambda x, t: hybrid_eps(model, x, t, y_f, y_n, guidance, sigma),
-                        generator=generator)
+    return _sample_two_labels(model, scheduler, shape, y_far, y_near, generator, device, x_T,
+                              lambda x, t, y_f, y_n: hybrid_eps(model, x, t, y_f, y_n, guidance, sigma))
