@@ -249,3 +249,25 @@ def load_or_train(name: str, model: nn.Module, config: RunConfig, train_fn: Call
     save_checkpoint(path, model, config.as_dict(), history)
     resume.unlink(missing_ok=True)                 # the final checkpoint is saved: nothing left to resume
     return history
+
+
+def shipped_record(name: str) -> dict:
+    """The manifest entry of shipped model ``name`` (``data/checkpoints/manifest.json``).
+
+    Holds ``config``, ``profile`` (what it was trained with), ``images_seen`` and ``metrics``: the
+    reference run's scores, measured by ``benchmarks/pretrain.py`` with their ``n`` (and, where
+    recorded, ``sampler``, ``seeds`` and ``date``). Notebooks print these next to their live scores
+    when a number costs too much to recompute (04's ablation). Raises :class:`CheckpointError`
+    naming the fix when the manifest or the model is missing.
+    """
+    path = shipped_checkpoint_dir() / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e}); restore data/checkpoints/ "
+                              "from the repository (git checkout -- data/checkpoints)") from e
+    models = manifest.get("models", {})
+    if name not in models:
+        raise CheckpointError(f"no shipped model {name!r} in {path}; shipped: {', '.join(sorted(models)) or 'none'}. "
+                              "Export it with benchmarks/pretrain.py")
+    return models[name]

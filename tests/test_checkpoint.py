@@ -242,3 +242,18 @@ def test_a_local_checkpoint_comes_before_the_shipped_one(folders):
     m = _model(0)
     assert load_or_train("tiny", m, _run(), lambda resume: None, shipped=True, verbose=False) == {"loss": [1.0]}
     assert _same_weights(m, mine)
+
+
+def test_shipped_record_reads_the_manifest_and_names_the_fix(tmp_path, monkeypatch):
+    import json
+
+    from course_utils.checkpoint import CheckpointError, shipped_record
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    with pytest.raises(CheckpointError, match="git checkout -- data/checkpoints"):
+        shipped_record("ddpm")
+    folder = tmp_path / "data" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"models": {"ddpm": {"metrics": {"n": 1000.0}}}}))
+    assert shipped_record("ddpm")["metrics"]["n"] == 1000
+    with pytest.raises(CheckpointError, match=r"no shipped model 'vae'.*shipped: ddpm.*pretrain\.py"):
+        shipped_record("vae")

@@ -119,6 +119,42 @@ def test_keep_raw_saves_the_raw_weights_next_to_the_ema(tmp_path, monkeypatch):
     assert load_raw_unet("tiny_raw", cfg) is not None
 
 
+def test_shipped_raw_weights_follow_the_shipped_ema(tmp_path, monkeypatch):
+    import shutil
+
+    from course_utils.diffusion import load_raw_unet, raw_weights_path
+    from course_utils.paths import checkpoint_dir
+    p = PROFILES["smoke"]                                                  # use_pretrained: loads data/checkpoints
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(p.batch_size, 1, 12, 12) * 2 - 1
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "maker"))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    train_diffusion("tiny_ship", p, x, arch=arch, epochs=2, keep_raw=True, batch_size=32)
+    shipped = tmp_path / "data" / "checkpoints"
+    shipped.mkdir(parents=True)
+    shutil.copy(checkpoint_dir() / "tiny_ship.pt", shipped)
+    shutil.copy(raw_weights_path("tiny_ship"), shipped)
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "student"))         # a fresh machine: nothing trained here
+    ema, _, cfg = train_diffusion("tiny_ship", p, x[:64], arch=arch, epochs=1, keep_raw=True)   # another budget
+    assert cfg["train"]["n_images"] == 64 and not (checkpoint_dir() / "tiny_ship.pt").exists()      # loaded, not trained
+    raw = load_raw_unet("tiny_ship", cfg)
+    assert raw is not None and any(not torch.equal(a, b) for a, b in zip(raw.parameters(), ema.parameters()))
+    other_task = {**cfg, "task": {**cfg["task"], "schedule": "cosine"}}
+    assert load_raw_unet("tiny_ship", other_task) is None                    # another model: refused
+    from dataclasses import replace
+    train_diffusion("tiny_ship", replace(p, use_pretrained=False), x[:64], arch=arch, epochs=1)    # trained here, no raw
+    assert load_raw_unet("tiny_ship", cfg) is None                         # the shipped raw is not this run's
+
+
+def test_train_diffusion_records_its_batch_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    p = PROFILES["smoke"]
+    arch = unet_config(p, base_channels=8, channel_mults=(1, 2))
+    x = torch.rand(64, 1, 12, 12) * 2 - 1
+    _, hist, cfg = train_diffusion("tiny_bs", p, x, arch=arch, epochs=1, batch_size=16)
+    assert cfg["train"]["batch_size"] == 16 and len(hist["loss"]) == 4      # 64 images in batches of 16
+
+
 def test_a_student_loss_term_trains_through_the_same_draws(tmp_path, monkeypatch):
     from course_utils.diffusion import l_simple
     x0 = torch.rand(6, 1, 8, 8) * 2 - 1

@@ -1,0 +1,122 @@
+"""Which few-step sampler to use before notebook 06: respaced DDPM (two variances) against DDIM, on the shipped DDPM.
+
+    python benchmarks/samplers.py run --n 500            # score every sampler not scored yet at this n
+    python benchmarks/samplers.py report --n 500         # the table, into BENCHMARKS.md's samplers block
+
+Notebooks 04 and 05 sample with few steps before notebook 06 derives DDIM, so they use the strided
+(respaced) DDPM of notebook 04, section 4. Its variance matters: on a strided chain the posterior
+variance beta-tilde_{t->s} is much smaller than beta_{t->s} = 1 - alpha_bar_t / alpha_bar_s, the
+variance of the forward jump. Every row samples the shipped unconditional DDPM (data/checkpoints/ddpm.pt)
+from the same seeded x_T (seed 40, one CPU thread) and scores n samples with the course metric
+(Frechet distance over the train-vs-test floor at the same n). Results are kept in
+outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has not scored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from course_utils import metrics, samplers
+from course_utils.checkpoint import load_checkpoint
+from course_utils.diffusion import as_eps_model, make_unet
+from course_utils.paths import shipped_checkpoint_dir
+from course_utils.schedules import NoiseSchedule
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = Path(os.environ.get("SAMPLER_RUNS") or ROOT / "outputs" / "samplers")
+BEGIN, END = "<!-- samplers: begin -->", "<!-- samplers: end -->"   # the block of BENCHMARKS.md this script owns
+ROWS = {                                  # row name -> (sampler, variance or None, steps)
+    "DDPM-50 beta_tilde": ("ddpm", "beta_tilde", 50),
+    "DDPM-50 beta": ("ddpm", "beta", 50),
+    "DDPM-25 beta_tilde": ("ddpm", "beta_tilde", 25),
+    "DDPM-10 beta_tilde": ("ddpm", "beta_tilde", 10),
+    "DDPM-10 beta": ("ddpm", "beta", 10),
+    "DDIM-50": ("ddim", None, 50),
+    "DDIM-10": ("ddim", None, 10),
+}
+
+
+def _shipped_ddpm() -> tuple[torch.nn.Module, dict]:
+    path = shipped_checkpoint_dir() / "ddpm.pt"
+    config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    net = make_unet(config["arch"])
+    load_checkpoint(path, net)
+    return as_eps_model(net, config["task"]).eval(), config
+
+
+def _scheduler(row: str, schedule: NoiseSchedule):
+    kind, variance, steps = ROWS[row]
+    if kind == "ddim":
+        return samplers.DDIMScheduler(schedule).set_timesteps(steps)
+    return samplers.DDPMScheduler(schedule, variance=variance).set_timesteps(steps)
+
+
+def _result_path(row: str, n: int) -> Path:
+    return RUNS / f"{row.replace(' ', '_')}.n{n}.json"
+
+
+def run(n: int) -> None:
+    """Score every row of :data:`ROWS` with ``n`` samples (one thread), skipping the rows already scored."""
+    torch.set_num_threads(1)
+    model, config = _shipped_ddpm()
+    schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for row in ROWS:
+        out = _result_path(row, n)
+        if out.exists():
+            continue
+        t0 = time.process_time()
+        x = samplers.sample_batches(model, _scheduler(row, schedule), n, seed=40, batch_size=250, progress=False)
+        seconds = time.process_time() - t0
+        result = {"row": row, "n": n, "cpu_seconds": round(seconds, 1), **metrics.evaluate_samples(x)}
+        out.write_text(json.dumps(result, indent=1))
+        print(f"{row:<20} ratio {result['ratio']:.2f} ({seconds:.0f} CPU s)", flush=True)
+
+
+def report(n: int) -> None:
+    """The table of the scored rows, written into BENCHMARKS.md's samplers block."""
+    rows = [json.loads(_result_path(r, n).read_text()) for r in ROWS if _result_path(r, n).exists()]
+    if not rows:
+        raise SystemExit(f"no scored rows in {RUNS} at n = {n}; run `python benchmarks/samplers.py run --n {n}`")
+    lines = [BEGIN, "## Few-step samplers on the shipped DDPM", "",
+             f"`python benchmarks/samplers.py` on {platform.machine()}, one thread: the shipped unconditional DDPM "
+             f"(data/checkpoints/ddpm.pt), n = {n} samples per row from the same seeded x_T, Frechet distance "
+             f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}). Notebooks 04 and 05 sample "
+             "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06).", "",
+             "| sampler | variance | steps | CPU s | Frechet | ratio |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        kind, variance, steps = ROWS[r["row"]]
+        lines.append(f"| {'respaced DDPM' if kind == 'ddpm' else 'DDIM (eta = 0)'} | {variance or '-'} | {steps} | "
+                     f"{r['cpu_seconds']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} |")
+    missing = [r for r in ROWS if not _result_path(r, n).exists()]
+    if missing:
+        lines += ["", f"Not measured yet at n = {n}: {', '.join(missing)}."]
+    lines.append(END)
+    block = "\n".join(lines)
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+    print(block)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "report"):
+        sub.add_parser(name).add_argument("--n", type=int, default=500)
+    a = p.parse_args(argv)
+    run(a.n) if a.cmd == "run" else report(a.n)
+
+
+if __name__ == "__main__":
+    main()

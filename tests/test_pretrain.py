@@ -1,0 +1,48 @@
+"""benchmarks/pretrain.py's export: one group of models is exported without dropping the others."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import torch
+from torch import nn
+
+from course_utils.checkpoint import RunConfig, save_checkpoint
+from course_utils.paths import project_root
+
+
+def _pretrain():
+    spec = importlib.util.spec_from_file_location("pretrain", project_root() / "benchmarks" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _save(path, seed: int) -> None:
+    torch.manual_seed(seed)
+    config = RunConfig(model="Linear", arch={"n": 4}, task={}, train={"epochs": 2, "n_images": 10}, depends={})
+    save_checkpoint(path, nn.Linear(4, 4), config.as_dict(), {"loss": [1.0, 0.5]})
+
+
+def test_export_merges_into_the_manifest_and_carries_raw_weights(tmp_path, monkeypatch):
+    pretrain = _pretrain()
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(pretrain, "_git_commit", lambda: "test")
+    dest = tmp_path / "data" / "checkpoints"
+    _save(dest / "ddpm.pt", 0)                                              # shipped earlier, scored earlier
+    (dest / "manifest.json").write_text(json.dumps({"metrics_version": pretrain.METRICS_VERSION, "models": {
+        "ddpm": {"file": "ddpm.pt", "size_mb": 0.01, "sha256": "x", "metrics": {"n": 500.0, "ratio": 5.9}}}}))
+    src = tmp_path / "run"
+    _save(src / "checkpoints" / "noisy_classifier.pt", 1)                   # the group exported now
+    _save(src / "checkpoints" / "noisy_classifier.raw.pt", 2)
+    manifest = pretrain.export(src, "test label", metric_samples=0)
+
+    assert set(manifest["models"]) == {"ddpm", "noisy_classifier"}
+    assert manifest["models"]["ddpm"]["metrics"] == {"n": 500.0, "ratio": 5.9}          # kept, not rescored
+    entry = manifest["models"]["noisy_classifier"]
+    assert entry["raw_file"] == "noisy_classifier.raw.pt" and (dest / "noisy_classifier.raw.pt").exists()
+    saved = torch.load(dest / "noisy_classifier.raw.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in saved["state_dict"].values())
+    assert entry["images_seen"] == 20 and entry["profile"] == "test label"
+    assert entry["metrics"] == {}                            # scored now (a classifier has no sample scores)
+    assert json.loads((dest / "manifest.json").read_text()) == manifest
