@@ -144,3 +144,19 @@ def test_eta_one_ddim_chain_over_all_T_steps_is_the_ddpm_chain():
     ddpm = sample(None, DDPMScheduler(SCHED, variance="beta_tilde"), x_T.shape, x_T=x_T, eps_fn=eps_fn,
                   generator=cpu_generator(4), progress=False)
     assert torch.allclose(ddim, ddpm, atol=1e-3)
+
+
+@pytest.mark.parametrize("steps", [10, 50])
+def test_respaced_ddpm_with_beta_tilde_is_ddim_with_eta_one(steps):
+    # notebook 06, section 3: the sampler of 04 and 05 is DDIM's eta = 1 (without clipping, Song et al. 2021)
+    ddpm = DDPMScheduler(SCHED, variance="beta_tilde", clip_sample=False).set_timesteps(steps)
+    ddim = DDIMScheduler(SCHED, eta=1.0, clip_sample=False).set_timesteps(steps)
+    assert torch.equal(ddpm.timesteps, ddim.timesteps)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 8, 8, generator=g, dtype=torch.float64)
+    for t in ddpm.timesteps.tolist():
+        eps, z = torch.randn(x.shape, generator=g, dtype=x.dtype), torch.randn(x.shape, generator=g, dtype=x.dtype)
+        a = ddpm.step(eps, t, x, noise=z).prev_sample
+        b = ddim.step(eps, t, x, noise=z).prev_sample
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), (t, (a - b).abs().max())
+        x = a
