@@ -73,7 +73,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu", train_images=10000, test_images=10000, batch_size=128,
-        epoch_budget={"classifier": 3, "vae": 5, "gan": 5, "denoiser": 2, "ddpm": 2, "cfg": 2,
+        epoch_budget={"classifier": 3, "vae": 5, "gan": 5, "denoiser": 1, "ddpm": 2, "cfg": 2,
                       "noisy_classifier": 2, "autoencoder": 3, "ldm": 10},
         width=32, num_timesteps=1000, sample_steps=50, n_samples=64, n_metric_samples=500,
         use_pretrained=True,
