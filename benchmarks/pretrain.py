@@ -29,8 +29,10 @@ from pathlib import Path
 
 import torch
 
+from course_tools.benchmarks_md import replace_block
 from course_utils.checkpoint import atomic_save
 from course_utils.paths import shipped_checkpoint_dir
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,13 +279,7 @@ def report() -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Total: {manifest.get('total_mb', 0):.1f} MB (budget {BUDGET_MB:.0f} MB).", SHIPPED_END]
     block = "\n".join(lines)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else ""
-    if SHIPPED_BEGIN in text and SHIPPED_END in text:
-        text = text[:text.index(SHIPPED_BEGIN)] + block + text[text.index(SHIPPED_END) + len(SHIPPED_END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block(ROOT / "BENCHMARKS.md", SHIPPED_BEGIN, SHIPPED_END, block)
     return block
 
 

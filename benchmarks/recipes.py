@@ -34,12 +34,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from course_tools.benchmarks_md import replace_block
 from course_utils.checkpoint import atomic_save
 from course_utils.data import load_mnist
 from course_utils.diffusion import EpsFromV, v_target
 from course_utils.schedules import NoiseSchedule
 from course_utils.training import EMA
 from course_utils.unet import UNet
+
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path(os.environ.get("RECIPE_RUNS") or ROOT / "outputs" / "recipes")
@@ -232,13 +234,7 @@ def report(n: int) -> None:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
     lines.append(END)
     block = "\n".join(lines)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block(ROOT / "BENCHMARKS.md", BEGIN, END, block)
     print(block)
 
 

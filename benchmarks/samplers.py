@@ -22,11 +22,13 @@ from pathlib import Path
 
 import torch
 
+from course_tools.benchmarks_md import replace_block
 from course_utils import metrics, samplers
 from course_utils.checkpoint import load_checkpoint
 from course_utils.diffusion import as_eps_model, make_unet
 from course_utils.paths import shipped_checkpoint_dir
 from course_utils.schedules import NoiseSchedule
+
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path(os.environ.get("SAMPLER_RUNS") or ROOT / "outputs" / "samplers")
@@ -99,13 +101,7 @@ def report(n: int) -> None:
         lines += ["", f"Not measured yet at n = {n}: {', '.join(missing)}."]
     lines.append(END)
     block = "\n".join(lines)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block(ROOT / "BENCHMARKS.md", BEGIN, END, block)
     print(block)
 
 
