@@ -1,0 +1,219 @@
+"""Reference runs: the notebook numbers too costly to recompute in `cpu`, measured once on the shipped checkpoints.
+
+    python benchmarks/reference_runs.py run 05_w_sweep      # sample and keep every row not sampled yet (resumable)
+    python benchmarks/reference_runs.py export              # score them into data/checkpoints/manifest.json
+    python benchmarks/reference_runs.py report              # the table, into BENCHMARKS.md's references block
+
+A notebook in `cpu` runs a small live version of each (its student's own code) and prints the
+reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
+
+* ``04_ddpm``      notebook 04's metric row: the shipped DDPM, respaced DDPM-50 with beta-tilde.
+* ``05_w_sweep``   notebook 05's guidance sweep: the shipped class-conditional model at each w of
+                   the notebook's sweep, respaced DDPM-50 with beta-tilde, labels 0..9 in turn.
+* ``06_steps``     notebook 06's steps-vs-quality curve: the same model at the manifest's guidance
+                   weight, DDIM at eta = 0 and eta = 1 for each step count.
+
+Every row draws n samples as two independent halves (seeds 40 and 41, one CPU thread, batches of
+250): the Frechet distance is over all n against the floor at the same n, and the two halves,
+scored on their own, give the spread. Each half is kept in outputs/reference/<run>/ as soon as it
+is sampled, so a killed run resumes with the halves it has not drawn.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from course_tools.benchmarks_md import replace_block
+from course_utils import metrics, samplers
+from course_utils.checkpoint import atomic_save, load_checkpoint
+from course_utils.diffusion import as_eps_model, make_unet
+from course_utils.paths import shipped_checkpoint_dir
+from course_utils.schedules import NoiseSchedule
+
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = Path(os.environ.get("REFERENCE_RUNS") or ROOT / "outputs" / "reference")
+BEGIN, END = "<!-- references: begin -->", "<!-- references: end -->"   # the block of BENCHMARKS.md this script owns
+SEEDS = (40, 41)                  # the two halves of every row
+N_PER_SEED = 500                  # n = 1000 per row
+W_SWEEP = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)     # notebook 05's sweep
+W_06 = 2.0                        # the manifest's best_w when 06_steps was measured (05's live sweep picks it too)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    sampler: str                  # "ddpm" (respaced, beta_tilde) or "ddim"
+    steps: int
+    eta: float | None = None      # DDIM only
+    w: float | None = None        # guidance weight; None: unconditional model
+
+
+RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped model, rows)
+    "04_ddpm": ("ddpm", (Row("DDPM-50 beta_tilde", "ddpm", 50),)),
+    "05_w_sweep": ("cfg", tuple(Row(f"w = {w:g}", "ddpm", 50, w=w) for w in W_SWEEP)),
+    "06_steps": ("cfg", tuple(Row(f"DDIM eta={eta:g} {s}", "ddim", s, eta=eta, w=W_06)
+                              for eta, steps in ((0.0, (10, 20, 50, 100)), (1.0, (10, 50))) for s in steps)),
+}
+
+
+def _load(name: str) -> tuple[torch.nn.Module, dict]:
+    path = shipped_checkpoint_dir() / f"{name}.pt"
+    config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    net = make_unet(config["arch"])
+    load_checkpoint(path, net)
+    return as_eps_model(net, config["task"]).eval(), config
+
+
+def _scheduler(row: Row, schedule: NoiseSchedule) -> samplers._Scheduler:
+    if row.sampler == "ddim":
+        return samplers.DDIMScheduler(schedule, eta=row.eta).set_timesteps(row.steps)
+    return samplers.DDPMScheduler(schedule, variance="beta_tilde").set_timesteps(row.steps)
+
+
+def _sampler_name(row: Row) -> str:
+    if row.sampler == "ddim":
+        return f"DDIM-{row.steps}, eta {row.eta:g}"
+    return f"DDPM-{row.steps} respaced (beta_tilde)"
+
+
+class _OnePass(torch.nn.Module):
+    """w = 0 and w = 1 need one network pass, not guided_eps's two: the null label, or the asked one."""
+
+    def __init__(self, model: torch.nn.Module, null: bool):
+        super().__init__()
+        self.model, self.null = model, null
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t, torch.full_like(y, self.model.num_classes) if self.null else y)
+
+
+def _half_path(run: str, row: Row, seed: int) -> Path:
+    return RUNS / run / f"{row.name.replace(' ', '_').replace('=', '')}.s{seed}.pt"
+
+
+def run(name: str) -> None:
+    """Sample every half of every row of run ``name`` not sampled yet (one thread)."""
+    torch.set_num_threads(1)
+    model_name, rows = RUNS_SPEC[name]
+    model, config = _load(model_name)
+    schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
+    conditional = config["arch"].get("num_classes") is not None
+    for row in rows:
+        for seed in SEEDS:
+            out = _half_path(name, row, seed)
+            if out.exists():
+                continue
+            labels = torch.arange(N_PER_SEED) % 10 if conditional else None
+            net, w = model, row.w
+            if conditional and w in (0.0, 1.0):
+                net, w = _OnePass(model, null=w == 0.0), None
+            t0 = time.process_time()
+            x = samplers.sample_batches(net, _scheduler(row, schedule), N_PER_SEED, labels=labels, guidance=w,
+                                        seed=seed, batch_size=250, progress=False)
+            seconds = time.process_time() - t0
+            images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds}, out)
+            print(f"{name} {row.name} seed {seed}: {seconds:.0f} CPU s", flush=True)
+
+
+def _halves(name: str, row: Row) -> list[dict] | None:
+    paths = [_half_path(name, row, s) for s in SEEDS]
+    if not all(p.exists() for p in paths):
+        return None
+    return [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+
+
+def score(name: str) -> dict:
+    """The manifest entry of run ``name``: the rows whose two halves are both sampled."""
+    model_name, rows = RUNS_SPEC[name]
+    entry: dict = {"model": model_name, "n": N_PER_SEED * len(SEEDS), "seeds": list(SEEDS),
+                   "n_per_seed": N_PER_SEED, "date": datetime.date.today().isoformat(),
+                   "conditions": f"benchmarks/reference_runs.py, one CPU thread ({platform.machine()})", "rows": {}}
+    for row in rows:
+        halves = _halves(name, row)
+        if halves is None:
+            continue
+        xs = [h["images"].float() / 127.5 - 1 for h in halves]
+        ys = [h["labels"] for h in halves]
+        conditional = ys[0] is not None
+        whole = metrics.evaluate_samples(torch.cat(xs), torch.cat(ys) if conditional else None)
+        parts = [metrics.evaluate_samples(x, y) for x, y in zip(xs, ys)]
+        r = {"sampler": _sampler_name(row), "steps": row.steps, "eta": row.eta, "w": row.w,
+             "frechet": round(whole["frechet"], 3), "floor": round(whole["floor"], 3), "ratio": round(whole["ratio"], 4),
+             "ratio_per_seed": [round(p["ratio"], 4) for p in parts],
+             "cpu_ms_per_sample": round(1000 * sum(h["cpu_seconds"] for h in halves) / (N_PER_SEED * len(SEEDS)), 1)}
+        if conditional:
+            r["accuracy"] = round(whole["accuracy"], 4)
+            r["accuracy_per_seed"] = [round(p["accuracy"], 4) for p in parts]
+        entry["rows"][row.name] = r
+    return entry
+
+
+def export() -> dict:
+    """Score every run with sampled rows into the manifest's ``references`` (other keys are kept)."""
+    path = shipped_checkpoint_dir() / "manifest.json"
+    manifest = json.loads(path.read_text())
+    refs = manifest.setdefault("references", {})
+    for name in RUNS_SPEC:
+        entry = score(name)
+        if entry["rows"]:
+            refs[name] = entry
+            print(f"{name}: {len(entry['rows'])} rows", flush=True)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return refs
+
+
+def report() -> str:
+    """The exported references as tables, into BENCHMARKS.md's references block."""
+    refs = json.loads((shipped_checkpoint_dir() / "manifest.json").read_text()).get("references", {})
+    if not refs:
+        raise SystemExit("no references in the manifest; run `python benchmarks/reference_runs.py export`")
+    lines = [BEGIN, "## Reference runs behind the notebooks", "",
+             "`python benchmarks/reference_runs.py`: what a notebook in `cpu` cannot afford to recompute, measured "
+             "on the shipped checkpoints and stored in `data/checkpoints/manifest.json` (`references`). Each row: "
+             "n samples as two halves of seeds 40 and 41, Frechet distance over the train-vs-test floor at the same "
+             "n, the two halves' ratios (each at its own floor, n / 2) as the spread, one CPU thread.", ""]
+    for name, entry in refs.items():
+        lines += [f"**{name}** (model `{entry['model']}`, n = {entry['n']} per row, {entry['date']})", "",
+                  "| row | sampler | w | ratio | halves | accuracy | CPU ms/sample |", "|---|---|---|---|---|---|---|"]
+        for row, r in entry["rows"].items():
+            acc = f"{r['accuracy']:.3f}" if "accuracy" in r else "-"
+            w = "-" if r["w"] is None else f"{r['w']:g}"
+            halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
+            lines.append(f"| {row} | {r['sampler']} | {w} | {r['ratio']:.2f} | {halves} | {acc} | "
+                         f"{r['cpu_ms_per_sample']:.0f} |")
+        lines.append("")
+    lines[-1:] = [f"Floor at n = 1000: {next(iter(next(iter(refs.values()))['rows'].values()))['floor']:.1f}.", END]
+    block = "\n".join(lines)
+    replace_block(ROOT / "BENCHMARKS.md", BEGIN, END, block)
+    print(block)
+    return block
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run").add_argument("name", choices=sorted(RUNS_SPEC))
+    sub.add_parser("export")
+    sub.add_parser("report")
+    a = p.parse_args(argv)
+    if a.cmd == "run":
+        run(a.name)
+    elif a.cmd == "export":
+        export()
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
