@@ -175,6 +175,9 @@ def export(src: Path, profile: str, metric_samples: int, best_w_file: Path | Non
         print(f"exported {name}: {entry['size_mb']} MB, {entry['images_seen']:,} images seen")
     total = sum(m["size_mb"] for m in manifest["models"].values())
     manifest["total_mb"] = round(total, 2)
+    sha = {name: entry.get("sha256") for name, entry in old.get("models", {}).items()}
+    manifest["references"] = {run: ref for run, ref in old.get("references", {}).items()   # reference_runs.py's
+                              if manifest["models"].get(ref["model"], {}).get("sha256") == sha.get(ref["model"])}
     if total > BUDGET_MB:
         raise SystemExit(f"checkpoints take {total:.1f} MB, over the {BUDGET_MB} MB budget")
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

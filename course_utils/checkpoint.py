@@ -251,6 +251,15 @@ def load_or_train(name: str, model: nn.Module, config: RunConfig, train_fn: Call
     return history
 
 
+def _shipped_manifest() -> tuple[Path, dict]:
+    path = shipped_checkpoint_dir() / "manifest.json"
+    try:
+        return path, json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e}); restore data/checkpoints/ "
+                              "from the repository (git checkout -- data/checkpoints)") from e
+
+
 def shipped_record(name: str) -> dict:
     """The manifest entry of shipped model ``name`` (``data/checkpoints/manifest.json``).
 
@@ -260,14 +269,26 @@ def shipped_record(name: str) -> dict:
     when a number costs too much to recompute (04's ablation). Raises :class:`CheckpointError`
     naming the fix when the manifest or the model is missing.
     """
-    path = shipped_checkpoint_dir() / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e}); restore data/checkpoints/ "
-                              "from the repository (git checkout -- data/checkpoints)") from e
+    path, manifest = _shipped_manifest()
     models = manifest.get("models", {})
     if name not in models:
         raise CheckpointError(f"no shipped model {name!r} in {path}; shipped: {', '.join(sorted(models)) or 'none'}. "
                               "Export it with benchmarks/pretrain.py")
     return models[name]
+
+
+def reference_run(name: str) -> dict:
+    """The shipped reference run ``name`` (``"04_ddpm"``, ``"05_w_sweep"``, ``"06_steps"``) from the manifest.
+
+    ``benchmarks/reference_runs.py`` measured it on the shipped checkpoints: ``n`` samples per row (two
+    seeded halves), ``date``, ``model`` and ``rows``, each row with its ``sampler``, ``ratio`` (Frechet over
+    the floor at n), ``ratio_per_seed`` (the halves: the spread) and, for class-conditional rows,
+    ``accuracy``. Notebooks 04-06 print it beside their small live runs in `cpu`. Raises
+    :class:`CheckpointError` naming the fix when it is missing.
+    """
+    path, manifest = _shipped_manifest()
+    refs = manifest.get("references", {})
+    if name not in refs:
+        raise CheckpointError(f"no reference run {name!r} in {path}; recorded: {', '.join(sorted(refs)) or 'none'}. "
+                              f"Measure it with `python benchmarks/reference_runs.py run {name}`, then `export`")
+    return refs[name]

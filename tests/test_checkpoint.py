@@ -257,3 +257,16 @@ def test_shipped_record_reads_the_manifest_and_names_the_fix(tmp_path, monkeypat
     assert shipped_record("ddpm")["metrics"]["n"] == 1000
     with pytest.raises(CheckpointError, match=r"no shipped model 'vae'.*shipped: ddpm.*pretrain\.py"):
         shipped_record("vae")
+
+
+def test_reference_run_reads_the_manifest_and_names_the_fix(tmp_path, monkeypatch):
+    import json
+
+    from course_utils.checkpoint import CheckpointError, reference_run
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "data" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"models": {}, "references": {"04_ddpm": {"n": 1000}}}))
+    assert reference_run("04_ddpm")["n"] == 1000
+    with pytest.raises(CheckpointError, match=r"no reference run '06_steps'.*recorded: 04_ddpm.*reference_runs\.py run 06_steps"):
+        reference_run("06_steps")

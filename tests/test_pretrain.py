@@ -46,3 +46,22 @@ def test_export_merges_into_the_manifest_and_carries_raw_weights(tmp_path, monke
     assert entry["images_seen"] == 20 and entry["profile"] == "test label"
     assert entry["metrics"] == {}                            # scored now (a classifier has no sample scores)
     assert json.loads((dest / "manifest.json").read_text()) == manifest
+
+
+def test_export_keeps_the_reference_runs_of_models_it_did_not_change(tmp_path, monkeypatch):
+    pretrain = _pretrain()
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(pretrain, "_git_commit", lambda: "test")
+    dest = tmp_path / "data" / "checkpoints"
+    for name, seed in (("ddpm", 0), ("cfg", 1)):
+        _save(dest / f"{name}.pt", seed)
+    models = {name: {"file": f"{name}.pt", "size_mb": 0.01, "sha256": pretrain._sha256(dest / f"{name}.pt"),
+                     "metrics": {}} for name in ("ddpm", "cfg")}
+    refs = {"04_ddpm": {"model": "ddpm", "rows": {}}, "05_w_sweep": {"model": "cfg", "rows": {}}}
+    (dest / "manifest.json").write_text(json.dumps({"metrics_version": pretrain.METRICS_VERSION, "models": models,
+                                                    "references": refs}))
+    src = tmp_path / "run"
+    _save(src / "checkpoints" / "cfg.pt", 2)                 # new cfg weights: its reference run is stale
+    monkeypatch.setattr(pretrain, "_score", lambda name, n: {})
+    manifest = pretrain.export(src, "test label", metric_samples=0)
+    assert manifest["references"] == {"04_ddpm": refs["04_ddpm"]}
