@@ -151,6 +151,7 @@ def score(name: str) -> dict:
         r = {"sampler": _sampler_name(row), "steps": row.steps, "eta": row.eta, "w": row.w,
              "frechet": round(whole["frechet"], 3), "floor": round(whole["floor"], 3), "ratio": round(whole["ratio"], 4),
              "ratio_per_seed": [round(p["ratio"], 4) for p in parts],
+             "hist": [round(v, 4) for v in metrics.class_histogram(torch.cat(xs)).tolist()],
              "cpu_ms_per_sample": round(1000 * sum(h["cpu_seconds"] for h in halves) / (N_PER_SEED * len(SEEDS)), 1)}
         if conditional:
             r["accuracy"] = round(whole["accuracy"], 4)

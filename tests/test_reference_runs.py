@@ -48,6 +48,7 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     model = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
     monkeypatch.setattr(ref, "_load", lambda name: (model, {"task": {"schedule": "linear", "T": 1000},
                                                            "arch": {"num_classes": 10}}))
+    monkeypatch.setattr(ref.metrics, "class_histogram", lambda x: torch.full((10,), 0.1))
     monkeypatch.setattr(ref.metrics, "evaluate_samples",
                         lambda x, y=None: {"frechet": float(len(x)), "floor": 1.0, "ratio": float(len(x)), "accuracy": 0.5})
     ref.run("06_steps")
@@ -59,6 +60,6 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     entry = ref.score("06_steps")
     r = entry["rows"]["DDIM eta=0 2"]
     assert entry["n"] == 12 and r["ratio"] == 12 and r["ratio_per_seed"] == [6, 6] and r["w"] == 2.0
-    assert "accuracy" in r and r["sampler"] == "DDIM-2, eta 0"
+    assert "accuracy" in r and r["sampler"] == "DDIM-2, eta 0" and len(r["hist"]) == 10
     (tmp_path / "06_steps" / halves[1]).unlink()
     assert ref.score("06_steps")["rows"] == {}                           # a row needs both halves

@@ -124,3 +124,30 @@ def test_the_ablation_ships_its_raw_weights_and_its_reference_scores(name, tmp_p
     assert m["n"] >= 1000 and len(m["seeds"]) == len(m["ratio_per_seed"]) >= 2      # issue 15: n >= 1000, a spread
     assert m["n_per_seed"] * len(m["seeds"]) == m["n"] and m["ratio"] > 0
     assert {"sampler", "date", "floor"} <= set(m) and abs(sum(m["hist"]) - 1) < 1e-3
+
+def _reference_runs():
+    import importlib.util
+    import sys
+
+    from course_utils.paths import project_root
+    spec = importlib.util.spec_from_file_location("reference_runs", project_root() / "benchmarks" / "reference_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_reference_run_the_notebooks_print_is_shipped_and_complete():
+    ref = _reference_runs()
+    m = _manifest()
+    refs = m.get("references", {})
+    assert set(refs) == set(ref.RUNS_SPEC), "run benchmarks/reference_runs.py for the missing runs, then export"
+    for name, (model, rows) in ref.RUNS_SPEC.items():
+        entry = refs[name]
+        assert entry["model"] == model and entry["n"] >= 1000 and len(entry["seeds"]) >= 2, name   # issue 15
+        assert list(entry["rows"]) == [row.name for row in rows], f"{name}: rows missing or out of order"
+        for row in entry["rows"].values():
+            assert len(row["ratio_per_seed"]) == len(entry["seeds"]) and row["ratio"] > 0 and row["floor"] > 0
+            assert abs(sum(row["hist"]) - 1) < 1e-3
+            assert ("accuracy" in row) == (model == "cfg")
+        assert entry["date"][:2] == "20", f"{name}: a date, not a placeholder"
