@@ -100,10 +100,14 @@ def _half_path(run: str, row: Row, seed: int) -> Path:
     return RUNS / run / f"{row.name.replace(' ', '_').replace('=', '')}.s{seed}.pt"
 
 
-def run(name: str) -> None:
-    """Sample every half of every row of run ``name`` not sampled yet (one thread)."""
+def run(name: str, reverse: bool = False) -> None:
+    """Sample every half of every row of run ``name`` not sampled yet (one thread).
+
+    ``reverse`` takes the rows last to first, so a second process can share a long run.
+    """
     torch.set_num_threads(1)
     model_name, rows = RUNS_SPEC[name]
+    rows = rows[::-1] if reverse else rows
     model, config = _load(model_name)
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     conditional = config["arch"].get("num_classes") is not None
@@ -170,6 +174,20 @@ def export() -> dict:
         if entry["rows"]:
             refs[name] = entry
             print(f"{name}: {len(entry['rows'])} rows", flush=True)
+    sweep = refs.get("05_w_sweep", {}).get("rows", {})
+    if len(sweep) == len(W_SWEEP):                   # the sweep behind generate's default guidance weight
+        from course_utils.guidance import best_guidance_weight
+        scores = {r["w"]: r for r in sweep.values()}
+        w = best_guidance_weight(scores)
+        if w == manifest.get("best_w"):
+            manifest["best_w_from"] = {"profile": "reference run", "n_per_w": refs["05_w_sweep"]["n"],
+                                       "sampler": next(iter(sweep.values()))["sampler"],
+                                       "date": refs["05_w_sweep"]["date"],
+                                       "sweep": {str(k): {m: r[m] for m in ("accuracy", "frechet", "ratio")}
+                                                 for k, r in scores.items()}}
+        else:
+            print(f"the reference sweep picks w = {w:g} but the manifest's best_w is {manifest.get('best_w')}: "
+                  "the shipped cfg scores were measured at the old w; re-export cfg with benchmarks/pretrain.py")
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return refs
 
@@ -204,12 +222,14 @@ def report() -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("run").add_argument("name", choices=sorted(RUNS_SPEC))
+    run_p = sub.add_parser("run")
+    run_p.add_argument("name", choices=sorted(RUNS_SPEC))
+    run_p.add_argument("--reverse", action="store_true", help="rows last to first (a second process on the same run)")
     sub.add_parser("export")
     sub.add_parser("report")
     a = p.parse_args(argv)
     if a.cmd == "run":
-        run(a.name)
+        run(a.name, a.reverse)
     elif a.cmd == "export":
         export()
     else:

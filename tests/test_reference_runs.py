@@ -63,3 +63,31 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     assert "accuracy" in r and r["sampler"] == "DDIM-2, eta 0" and len(r["hist"]) == 10
     (tmp_path / "06_steps" / halves[1]).unlink()
     assert ref.score("06_steps")["rows"] == {}                           # a row needs both halves
+
+
+def _fake_entry(ref, name, acc):
+    model, rows = ref.RUNS_SPEC[name]
+    return {"model": model, "n": 1000, "date": "2026-12-02", "rows": {
+        row.name: {"w": row.w, "sampler": "DDPM-50 respaced (beta_tilde)", "accuracy": acc(row.w),
+                   "frechet": 100 + 10 * abs((row.w or 0) - 2), "ratio": 4.0} for row in rows}}
+
+
+def test_export_writes_the_runs_and_where_best_w_comes_from(tmp_path, monkeypatch):
+    import json
+    ref = _module()
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "data" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"models": {}, "best_w": 2.0, "best_w_from": {"n_per_w": 125}}))
+    monkeypatch.setattr(ref, "score", lambda name: _fake_entry(ref, name, lambda w: 1.0 if (w or 0) >= 2 else 0.5))
+    ref.export()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["references"]) == set(ref.RUNS_SPEC)
+    assert manifest["best_w"] == 2.0 and manifest["best_w_from"]["n_per_w"] == 1000      # the n = 1000 sweep
+    assert manifest["best_w_from"]["sweep"]["2.0"]["accuracy"] == 1.0
+    # a sweep that picks another w leaves best_w and its provenance alone (the cfg scores were measured at it)
+    monkeypatch.setattr(ref, "score", lambda name: _fake_entry(ref, name, lambda w: 1.0 if (w or 0) >= 3 else 0.5))
+    (folder / "manifest.json").write_text(json.dumps({"models": {}, "best_w": 2.0, "best_w_from": {"n_per_w": 125}}))
+    ref.export()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["best_w"] == 2.0 and manifest["best_w_from"] == {"n_per_w": 125}
