@@ -6,9 +6,9 @@ Pick one with the environment variable ``COURSE_PROFILE``:
   outputs committed with the notebooks): tiny budgets for what a notebook trains, but the shipped
   checkpoints of ``data/checkpoints/`` for every model whose training is not itself the exercise,
   so the committed figures show trained models (hence the shipped models' width).
-* ``cpu``:   a laptop: seconds to about half an hour per notebook on one slow thread (04 and 05
-  are the longest; BENCHMARKS.md has the times); shows full quality once the shipped
-  checkpoints in ``data/checkpoints/`` are present.
+* ``cpu``:   a laptop: seconds to about five minutes per notebook on one thread (04 is the
+  longest; BENCHMARKS.md has the times). It loads the shipped checkpoints of ``data/checkpoints/``
+  and prints the shipped reference runs beside its small live metric runs.
 * ``full``:  the real course on one GPU.
 
 Notebooks never hard-code an epoch count: they ask ``profile.epochs("ddpm")``.
