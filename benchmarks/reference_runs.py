@@ -45,7 +45,7 @@ BEGIN, END = "<!-- references: begin -->", "<!-- references: end -->"   # the bl
 SEEDS = (40, 41)                  # the two halves of every row
 N_PER_SEED = 500                  # n = 1000 per row
 W_SWEEP = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)     # notebook 05's sweep
-W_06 = 2.0                        # the manifest's best_w when 06_steps was measured (05's live sweep picks it too)
+W_06 = 2.0                        # the manifest's best_w, which 05_w_sweep's n = 1000 sweep also picks
 
 
 @dataclass(frozen=True)
