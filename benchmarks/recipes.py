@@ -3,12 +3,15 @@
     python benchmarks/recipes.py train base --minutes 40        # one recipe, snapshots of its EMA weights
     python benchmarks/recipes.py eval --n 500                    # score every snapshot not scored yet
     python benchmarks/recipes.py report                          # table + plot into BENCHMARKS.md's folder
+    python benchmarks/recipes.py eval-shipped --cpu-minutes 98   # the shipped DDPM as one more point
 
 Each recipe trains an unconditional model on all 60,000 MNIST training images with one CPU thread
 and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
 clock but not the measurement). A killed run resumes from its last resume state. ``eval`` samples
 every snapshot with DDIM-50 from the same seeded noise and scores it with the course metric
-(Frechet distance over the train-vs-test floor at the same n).
+(Frechet distance over the train-vs-test floor at the same n). Every score is also kept in
+``benchmarks/recipes_scores.json`` (committed), which ``report`` reads: the snapshots themselves live
+in ``outputs/`` and do not outlive the machine.
 
 Recipes (what each one changes relative to ``base``, the recipe of notebook 04):
 
@@ -17,6 +20,8 @@ Recipes (what each one changes relative to ``base``, the recipe of notebook 04):
 * ``vpred``    v-prediction (Salimans & Ho 2022): target v = sqrt(ab) eps - sqrt(1 - ab) x0
 * ``bs32``     batch 32, lr 1e-3: four times the updates per CPU minute
 * ``peer``     diffusers' UNet2DModel (32, 64, 64), attention in the two lower blocks, base recipe
+* ``shipped``  not trained here: ``data/checkpoints/ddpm.pt`` (``eval-shipped``), v-prediction with
+               ``train_diffusion``'s warm-up + cosine learning rate over its whole run
 
 The experimental losses live here until one of them wins; the winner moves into ``course_utils``
 (v-prediction did: ``train_diffusion(..., prediction="v")``, ``diffusion.l_simple_v``, ``EpsFromV``).
@@ -47,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path(os.environ.get("RECIPE_RUNS") or ROOT / "outputs" / "recipes")
 MARKS = (5, 10, 20, 30, 40, 60, 90, 120)        # CPU minutes at which the EMA weights are kept
 BEGIN, END = "<!-- recipes: begin -->", "<!-- recipes: end -->"   # the block of BENCHMARKS.md this script owns
+SCORES = ROOT / "benchmarks" / "recipes_scores.json"                # every score, committed: report reads it
+EVAL_SEED = 1234                                                     # the same x_T and noise for every snapshot
 
 
 @dataclass(frozen=True)
@@ -166,8 +173,7 @@ def train(r: Recipe, minutes: float) -> None:
 
 @torch.no_grad()
 def evaluate(n: int, steps: int = 50) -> None:
-    from course_utils import metrics
-    from course_utils.samplers import DDIMScheduler, sample
+    from course_utils.samplers import DDIMScheduler
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     schedule = NoiseSchedule("linear", 1000)
@@ -182,17 +188,67 @@ def evaluate(n: int, steps: int = 50) -> None:
         net.load_state_dict(saved["ema"])
         net.eval()
         model = EpsFromV(net, schedule.alpha_bar) if r.target == "v" else net
-        g = torch.Generator().manual_seed(1234)
-        t0 = time.time()
-        x = torch.cat([sample(model, scheduler, (min(250, n - i), 1, 28, 28), generator=g, progress=False)
-                       for i in range(0, n, 250)])
-        score = metrics.evaluate_samples(x.clamp(-1, 1))
+        score = _score(model, scheduler, n)
         score.update(cpu_minutes=saved["state"]["cpu"] / 60, images=saved["state"]["images"],
-                     steps=saved["state"]["step"], recipe=r.name, sampler=f"DDIM-{steps}",
-                     sample_seconds=time.time() - t0)
+                     steps=saved["state"]["step"], recipe=r.name, sampler=f"DDIM-{steps}")
         out.write_text(json.dumps(score, indent=1))
+        _keep(score)
         print(f"{snap.parent.name}/{snap.name}: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, "
               f"floor {score['floor']:.1f}, n = {n})", flush=True)
+
+
+def _score(model: nn.Module, scheduler, n: int) -> dict:
+    """Course metrics of ``n`` samples of ``model`` (eps-prediction interface), from seed EVAL_SEED."""
+    import datetime
+
+    from course_utils import metrics
+    from course_utils.samplers import sample
+
+    g = torch.Generator().manual_seed(EVAL_SEED)
+    t0 = time.time()
+    x = torch.cat([sample(model, scheduler, (min(250, n - i), 1, 28, 28), generator=g, progress=False)
+                   for i in range(0, n, 250)])
+    score = metrics.evaluate_samples(x.clamp(-1, 1))
+    score.update(sample_seconds=time.time() - t0, date=datetime.date.today().isoformat())
+    return score
+
+
+def _load_scores() -> list[dict]:
+    return json.loads(SCORES.read_text()) if SCORES.exists() else []
+
+
+def _keep(score: dict) -> None:
+    """Add ``score`` to SCORES, replacing an earlier score of the same recipe, CPU minutes and n."""
+    key = (score["recipe"], round(score["cpu_minutes"]), int(score["n"]))
+    rows = [r for r in _load_scores() if (r["recipe"], round(r["cpu_minutes"]), int(r["n"])) != key]
+    rows.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in score.items()})
+    rows.sort(key=lambda r: (r["recipe"], r["cpu_minutes"], r["n"]))
+    tmp = SCORES.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(SCORES)
+
+
+@torch.no_grad()
+def evaluate_shipped(n: int, cpu_minutes: float, steps: int = 50) -> None:
+    """Score the shipped DDPM like a snapshot: one more point (recipe ``shipped``) on the time-to-quality plot.
+
+    ``cpu_minutes``: the process CPU time its training took (``pretrain.py --direct`` prints the wall
+    time of a one-thread run; pass what ``ps`` or ``time`` said). It is not in the checkpoint.
+    """
+    from course_utils.diffusion import load_trained_unet
+    from course_utils.samplers import DDIMScheduler
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model, config = load_trained_unet("ddpm")
+    schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
+    score = _score(model, DDIMScheduler(schedule).set_timesteps(steps), n)
+    train = config["train"]
+    score.update(cpu_minutes=cpu_minutes, images=train["epochs"] * train["n_images"],
+                 steps=train["epochs"] * (train["n_images"] // train["batch_size"]), recipe="shipped",
+                 sampler=f"DDIM-{steps}")
+    _keep(score)
+    print(f"shipped ddpm: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, floor {score['floor']:.1f}, "
+          f"n = {n})", flush=True)
 
 
 def report(n: int) -> None:
@@ -203,14 +259,15 @@ def report(n: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(p.read_text()) for p in sorted(RUNS.glob(f"*/cpu*.n{n}.json"))]
+    rows = [r for r in _load_scores() if int(r["n"]) == n]
     if not rows:
-        raise SystemExit(f"no scored snapshots in {RUNS} (n = {n}); run `train` then `eval --n {n}` first")
+        raise SystemExit(f"no scores at n = {n} in {SCORES}; run `train` then `eval --n {n}` first")
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name in RECIPES:
+    for name in (*RECIPES, "shipped"):
         pts = sorted((r["cpu_minutes"], r["ratio"]) for r in rows if r["recipe"] == name)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=name)
+            ax.plot(*zip(*pts), marker="*" if name == "shipped" else "o", ms=12 if name == "shipped" else 6,
+                    ls="none" if len(pts) == 1 else "-", label=name)
     ax.set_xlabel("CPU minutes of training (one thread)")
     ax.set_ylabel(f"Frechet / floor (n = {n}, DDIM-50)")
     ax.set_yscale("log")
@@ -225,10 +282,11 @@ def report(n: int) -> None:
              f"(floor {floor:.1f} at that n). CPU minutes are process CPU time, so other load on the machine "
              "does not count. Recipes are described in the script's docstring.", "",
              "![Frechet ratio against CPU minutes](benchmarks/recipes.png)", "",
-             "| recipe | CPU min | images seen | optimizer steps | Frechet | ratio |", "|---|---|---|---|---|---|"]
+             "| recipe | CPU min | images seen | optimizer steps | Frechet | ratio | measured |",
+             "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["recipe"], r["cpu_minutes"])):
         lines.append(f"| {r['recipe']} | {r['cpu_minutes']:.0f} | {r['images']:,} | {r['steps']:,} | "
-                     f"{r['frechet']:.1f} | {r['ratio']:.2f} |")
+                     f"{r['frechet']:.1f} | {r['ratio']:.2f} | {r.get('date', '-')} |")
     missing = [name for name in RECIPES if not any(r["recipe"] == name for r in rows)]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
@@ -248,11 +306,16 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--n", type=int, default=500)
     rp = sub.add_parser("report")
     rp.add_argument("--n", type=int, default=500)
+    es = sub.add_parser("eval-shipped")
+    es.add_argument("--n", type=int, default=500)
+    es.add_argument("--cpu-minutes", type=float, required=True, help="the CPU time its training took")
     a = p.parse_args(argv)
     if a.cmd == "train":
         train(RECIPES[a.recipe], a.minutes)
     elif a.cmd == "eval":
         evaluate(a.n)
+    elif a.cmd == "eval-shipped":
+        evaluate_shipped(a.n, a.cpu_minutes)
     else:
         report(a.n)
 
