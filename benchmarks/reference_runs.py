@@ -12,6 +12,8 @@ reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
                    the notebook's sweep, respaced DDPM-50 with beta-tilde, labels 0..9 in turn.
 * ``06_steps``     notebook 06's steps-vs-quality curve: the same model at the manifest's guidance
                    weight, DDIM at eta = 0 and eta = 1 for each step count.
+* ``07_latent``    notebook 07's pixel-against-latent quality: the shipped latent model, DDIM-50 (no
+                   clipping) at the same w and labels, decoded; the pixel side is 06_steps' DDIM-50 row.
 
 Every row draws n samples as two independent halves (seeds 40 and 41, one CPU thread, batches of
 250): the Frechet distance is over all n against the floor at the same n, and the two halves,
@@ -28,6 +30,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -51,7 +54,7 @@ W_06 = 2.0                        # the manifest's best_w, which 05_w_sweep's n 
 @dataclass(frozen=True)
 class Row:
     name: str
-    sampler: str                  # "ddpm" (respaced, beta_tilde) or "ddim"
+    sampler: str                  # "ddpm" (respaced, beta_tilde), "ddim", or "latent" (DDIM on the ldm's latents)
     steps: int
     eta: float | None = None      # DDIM only
     w: float | None = None        # guidance weight; None: unconditional model
@@ -62,24 +65,37 @@ RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped mod
     "05_w_sweep": ("cfg", tuple(Row(f"w = {w:g}", "ddpm", 50, w=w) for w in W_SWEEP)),
     "06_steps": ("cfg", tuple(Row(f"DDIM eta={eta:g} {s}", "ddim", s, eta=eta, w=W_06)
                               for eta, steps in ((0.0, (10, 20, 50, 100)), (1.0, (10, 50))) for s in steps)),
+    "07_latent": ("ldm", (Row("latent DDIM eta=0 50", "latent", 50, eta=0.0, w=W_06),)),
 }
 
 
-def _load(name: str) -> tuple[torch.nn.Module, dict]:
+def _load(name: str) -> tuple[torch.nn.Module, dict, Callable | None, tuple[int, ...]]:
+    """The shipped model ``name`` as an eps-predictor, its config, its decoder (latent model) and its sample shape."""
+    if name == "ldm":
+        from course_utils import latent
+        unet, decode, shape, config = latent.load_trained_ldm()
+        if any(latent.find_checkpoint(m).parent != shipped_checkpoint_dir() for m in ("ldm", "autoencoder")):
+            raise SystemExit("outputs/checkpoints holds a trained ldm or autoencoder: reference runs measure the "
+                             "shipped ones (set COURSE_OUTPUT to an empty folder)")
+        return unet, config, decode, shape
     path = shipped_checkpoint_dir() / f"{name}.pt"
     config = torch.load(path, map_location="cpu", weights_only=True)["config"]
     net = make_unet(config["arch"])
     load_checkpoint(path, net)
-    return as_eps_model(net, config["task"]).eval(), config
+    return as_eps_model(net, config["task"]).eval(), config, None, (1, 28, 28)
 
 
 def _scheduler(row: Row, schedule: NoiseSchedule) -> samplers._Scheduler:
+    if row.sampler == "latent":                     # unit-variance latents have no range to clip to (07)
+        return samplers.DDIMScheduler(schedule, eta=row.eta, clip_sample=False).set_timesteps(row.steps)
     if row.sampler == "ddim":
         return samplers.DDIMScheduler(schedule, eta=row.eta).set_timesteps(row.steps)
     return samplers.DDPMScheduler(schedule, variance="beta_tilde").set_timesteps(row.steps)
 
 
 def _sampler_name(row: Row) -> str:
+    if row.sampler == "latent":
+        return f"latent DDIM-{row.steps}, eta {row.eta:g}, decoded"
     if row.sampler == "ddim":
         return f"DDIM-{row.steps}, eta {row.eta:g}"
     return f"DDPM-{row.steps} respaced (beta_tilde)"
@@ -108,7 +124,7 @@ def run(name: str, reverse: bool = False) -> None:
     torch.set_num_threads(1)
     model_name, rows = RUNS_SPEC[name]
     rows = rows[::-1] if reverse else rows
-    model, config = _load(model_name)
+    model, config, decode, shape = _load(model_name)
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     conditional = config["arch"].get("num_classes") is not None
     for row in rows:
@@ -121,8 +137,8 @@ def run(name: str, reverse: bool = False) -> None:
             if conditional and w in (0.0, 1.0):
                 net, w = _OnePass(model, null=w == 0.0), None
             t0 = time.process_time()
-            x = samplers.sample_batches(net, _scheduler(row, schedule), N_PER_SEED, labels=labels, guidance=w,
-                                        seed=seed, batch_size=250, progress=False)
+            x = samplers.sample_batches(net, _scheduler(row, schedule), N_PER_SEED, shape, labels=labels, guidance=w,
+                                        seed=seed, batch_size=250, decode=decode, progress=False)
             seconds = time.process_time() - t0
             images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
             out.parent.mkdir(parents=True, exist_ok=True)

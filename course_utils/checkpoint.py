@@ -278,12 +278,12 @@ def shipped_record(name: str) -> dict:
 
 
 def reference_run(name: str) -> dict:
-    """The shipped reference run ``name`` (``"04_ddpm"``, ``"05_w_sweep"``, ``"06_steps"``) from the manifest.
+    """The shipped reference run ``name`` from the manifest: ``"04_ddpm"``, ``"05_w_sweep"``, ``"06_steps"``, ``"07_latent"``.
 
     ``benchmarks/reference_runs.py`` measured it on the shipped checkpoints: ``n`` samples per row (two
     seeded halves), ``date``, ``model`` and ``rows``, each row with its ``sampler``, ``ratio`` (Frechet over
     the floor at n), ``ratio_per_seed`` (the halves: the spread) and, for class-conditional rows,
-    ``accuracy``. Notebooks 04-06 print it beside their small live runs in `cpu`. Raises
+    ``accuracy``. Notebooks 04-07 print it beside their small live runs in `cpu`. Raises
     :class:`CheckpointError` naming the fix when it is missing.
     """
     path, manifest = _shipped_manifest()

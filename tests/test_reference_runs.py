@@ -20,7 +20,7 @@ def _module():
 
 def test_every_notebook_run_is_specified_with_the_notebooks_sweeps():
     ref = _module()
-    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps"}
+    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent"}
     assert [row.w for row in ref.RUNS_SPEC["05_w_sweep"][1]] == list(ref.W_SWEEP)
     assert {row.eta for row in ref.RUNS_SPEC["06_steps"][1]} == {0.0, 1.0}
     assert ref.N_PER_SEED * len(ref.SEEDS) >= 1000                   # issue 15: n = 1000 for the small differences
@@ -47,7 +47,7 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     from course_utils.unet import UNet
     model = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
     monkeypatch.setattr(ref, "_load", lambda name: (model, {"task": {"schedule": "linear", "T": 1000},
-                                                           "arch": {"num_classes": 10}}))
+                                                           "arch": {"num_classes": 10}}, None, (1, 28, 28)))
     monkeypatch.setattr(ref.metrics, "class_histogram", lambda x: torch.full((10,), 0.1))
     monkeypatch.setattr(ref.metrics, "evaluate_samples",
                         lambda x, y=None: {"frechet": float(len(x)), "floor": 1.0, "ratio": float(len(x)), "accuracy": 0.5})
