@@ -17,6 +17,8 @@
 on all 60,000 training images, through the same functions the notebooks call
 (``train_diffusion``, ``train_autoencoder``, ``train_ldm``), with the architecture of
 ``--profile`` and the given epochs: the longest run a machine without a GPU can fit.
+``ldm=N`` without ``autoencoder=M`` encodes with the shipped autoencoder, so the other models of
+notebook 07 stay as shipped. The shipped DDPM predicts v (``DDPM_PREDICTION``; 04 asks for the same).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ ABLATIONS = {f"ddpm_ablation_{s}_{'attn' if a else 'noattn'}": (s, a) for s in (
 LR_PAIR = {"cfg_lr_cosine": "cosine", "cfg_lr_constant": None}
 MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier", *ABLATIONS, *LR_PAIR)   # what the notebooks load
 ABLATION_BATCH, ABLATION_LR = 32, 1e-3      # four times the updates per CPU minute of batch 128 (BENCHMARKS: bs32)
+DDPM_PREDICTION = "v"     # the shipped DDPM predicts v: the fastest recipe per CPU minute (BENCHMARKS: recipes); 04 asks for it
 
 
 def _thin(values: list, keep: int = 500) -> list:
@@ -219,7 +222,7 @@ def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
         if name == "cfg":
             train_diffusion("cfg", profile, x, y, p_uncond=0.1, epoch_key="cfg", epochs=epochs)
         elif name == "ddpm":
-            train_diffusion("ddpm", profile, x, None, epochs=epochs)
+            train_diffusion("ddpm", profile, x, None, epochs=epochs, prediction=DDPM_PREDICTION)
         elif name == "autoencoder":
             ae, _, _ = autoencoder.train_autoencoder(profile, x, epochs=epochs)
         elif name == "noisy_classifier":
@@ -234,8 +237,8 @@ def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
             train_diffusion(name, profile, x[: len(x) // 4], y[: len(y) // 4], p_uncond=0.1,
                             lr_schedule=LR_PAIR[name], epoch_key="cfg", epochs=epochs)
         elif name == "ldm":
-            if ae is None:
-                ae, _, _ = autoencoder.train_autoencoder(profile, x, epochs=plan.get("autoencoder"))
+            if ae is None:                  # the shipped autoencoder: its latents are the ones 07 loads
+                ae = _shipped_autoencoder(device)
             z = latent.encode_images(ae, x)
             latent.train_ldm(profile, z * latent.compute_scale_factor(z), y, autoencoder=ae, p_uncond=0.1,
                              epochs=epochs)
@@ -250,9 +253,20 @@ def _plan(items: list[str]) -> dict[str, int]:
         if name not in MODELS or not epochs.isdigit() or int(epochs) < 1:
             raise SystemExit(f"--direct takes MODEL=EPOCHS with MODEL in {', '.join(MODELS)}; got {item!r}")
         plan[name] = int(epochs)
-    if "ldm" in plan and "autoencoder" not in plan:
-        raise SystemExit("--direct ldm=N needs autoencoder=M too: the latents come from that autoencoder")
+    if "ldm" in plan and "autoencoder" not in plan and not (shipped_checkpoint_dir() / "autoencoder.pt").exists():
+        raise SystemExit("--direct ldm=N needs autoencoder=M too (no shipped autoencoder to encode the images with)")
     return plan
+
+
+def _shipped_autoencoder(device: torch.device):
+    """data/checkpoints/autoencoder.pt: ``--direct ldm=N`` without ``autoencoder=M`` trains on its latents."""
+    from course_utils import autoencoder
+    from course_utils.checkpoint import load_checkpoint
+
+    path = shipped_checkpoint_dir() / "autoencoder.pt"
+    ae = autoencoder.make_autoencoder(torch.load(path, map_location="cpu", weights_only=True)["config"]["arch"])
+    load_checkpoint(path, ae)
+    return ae.to(device).eval()
 
 
 SHIPPED_BEGIN, SHIPPED_END = "<!-- shipped: begin -->", "<!-- shipped: end -->"   # BENCHMARKS.md's block

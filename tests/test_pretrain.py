@@ -4,10 +4,11 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
 import torch
 from torch import nn
 
-from course_utils.checkpoint import RunConfig, save_checkpoint
+from course_utils.checkpoint import RunConfig, save_checkpoint, weights_digest
 from course_utils.paths import project_root
 
 
@@ -65,3 +66,14 @@ def test_export_keeps_the_reference_runs_of_models_it_did_not_change(tmp_path, m
     monkeypatch.setattr(pretrain, "_score", lambda name, n: {})
     manifest = pretrain.export(src, "test label", metric_samples=0)
     assert manifest["references"] == {"04_ddpm": refs["04_ddpm"]}
+
+
+def test_the_latent_model_alone_trains_on_the_shipped_autoencoders_latents(tmp_path, monkeypatch):
+    pretrain = _pretrain()
+    assert pretrain._plan(["ldm=3"]) == {"ldm": 3}
+    ae = pretrain._shipped_autoencoder(torch.device("cpu"))
+    manifest = json.loads((pretrain.shipped_checkpoint_dir() / "manifest.json").read_text())
+    assert manifest["models"]["ldm"]["config"]["depends"]["autoencoder"] == weights_digest(ae)   # what 07 checks
+    monkeypatch.setattr(pretrain, "shipped_checkpoint_dir", lambda: tmp_path)     # nothing shipped
+    with pytest.raises(SystemExit, match="autoencoder=M"):
+        pretrain._plan(["ldm=3"])
