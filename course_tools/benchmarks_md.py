@@ -1,7 +1,10 @@
-"""The blocks of BENCHMARKS.md that each benchmark script owns, between its begin and end markers."""
+"""The blocks of BENCHMARKS.md that each benchmark script owns, between its begin and end markers; loading a script."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 
 def replace_block(path: Path, begin: str, end: str, block: str) -> None:
@@ -17,3 +20,13 @@ def replace_block(path: Path, begin: str, end: str, block: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def load_script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package); tests import them this way."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -1,22 +1,18 @@
 """benchmarks/pretrain.py's export: one group of models is exported without dropping the others."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
 from torch import nn
 
+from course_tools.benchmarks_md import load_script
 from course_utils.checkpoint import RunConfig, save_checkpoint, weights_digest
-from course_utils.paths import project_root
 
 
 def _pretrain():
-    spec = importlib.util.spec_from_file_location("pretrain", project_root() / "benchmarks" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pretrain")
 
 
 def _save(path, seed: int) -> None:

@@ -1,21 +1,15 @@
 """benchmarks/recipes.py: every score is kept in a committed file, one row per recipe, CPU minutes and n."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from course_utils.paths import project_root
+from course_tools.benchmarks_md import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("recipes", project_root() / "benchmarks" / "recipes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module                  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("recipes")
 
 
 def _row(recipe: str, minutes: float, ratio: float, n: int = 500) -> dict:

@@ -1,21 +1,15 @@
 """benchmarks/reference_runs.py: rows are sampled in two resumable halves and scored over both."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 
 import pytest
 import torch
 
-from course_utils.paths import project_root
+from course_tools.benchmarks_md import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("reference_runs", project_root() / "benchmarks" / "reference_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module                  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reference_runs")
 
 
 def test_every_notebook_run_is_specified_with_the_notebooks_sweeps():

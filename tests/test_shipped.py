@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from course_tools.benchmarks_md import load_script
 from course_utils import autoencoder, diffusion, get_profile, guidance, latent, training
 from course_utils.checkpoint import RunConfig, weights_digest
 from course_utils.paths import shipped_checkpoint_dir
@@ -126,15 +127,7 @@ def test_the_ablation_ships_its_raw_weights_and_its_reference_scores(name, tmp_p
     assert {"sampler", "date", "floor"} <= set(m) and abs(sum(m["hist"]) - 1) < 1e-3
 
 def _reference_runs():
-    import importlib.util
-    import sys
-
-    from course_utils.paths import project_root
-    spec = importlib.util.spec_from_file_location("reference_runs", project_root() / "benchmarks" / "reference_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reference_runs")
 
 
 def test_every_reference_run_the_notebooks_print_is_shipped_and_complete():
