@@ -3,7 +3,7 @@
     python benchmarks/recipes.py train base --minutes 40        # one recipe, snapshots of its EMA weights
     python benchmarks/recipes.py eval --n 500                    # score every snapshot not scored yet
     python benchmarks/recipes.py report                          # table + plot into BENCHMARKS.md's folder
-    python benchmarks/recipes.py eval-shipped --cpu-minutes 98   # the shipped DDPM as one more point
+    python benchmarks/recipes.py eval-shipped --cpu-minutes 95   # the shipped DDPM as one more point
 
 Each recipe trains an unconditional model on all 60,000 MNIST training images with one CPU thread
 and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
