@@ -3,6 +3,7 @@
     python benchmarks/reference_runs.py run 05_w_sweep      # sample and keep every row not sampled yet (resumable)
     python benchmarks/reference_runs.py export              # score them into data/checkpoints/manifest.json
     python benchmarks/reference_runs.py report              # the table, into BENCHMARKS.md's references block
+    python benchmarks/reference_runs.py targets             # issue 15's targets against them, into BENCHMARKS.md
 
 A notebook in `cpu` runs a small live version of each (its student's own code) and prints the
 reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
@@ -15,9 +16,14 @@ reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
 * ``07_latent``    notebook 07's pixel-against-latent quality: the shipped latent model, DDIM-50 (no
                    clipping) at the same w and labels, decoded; the pixel side is 06_steps' DDIM-50 row.
                    Also w = 1 and 1.5, and n = 2000 per row (latent samples are cheap): issue 15's target.
+* ``05_ddim50``    issue 15's targets for the class-conditional model: DDIM-50 (eta = 0) at w = 1 (no
+                   guidance) and at the best w, n = 2000 per row.
+* ``06_ddpm_1000`` issue 15's DDIM-50 against DDPM-1000: the shipped (unconditional) DDPM with the full
+                   1000-step ancestral chain (beta-tilde) and with DDIM-50 at eta = 0, on the same seeds.
 
 Every row draws n samples as two independent halves (seeds 40 and 41, one CPU thread, batches of
-250): the Frechet distance is over all n against the floor at the same n, and the two halves,
+``BATCH`` with the network in channels-last memory format, about twice as fast on a CPU as batches
+of 250 in the default format; runs before 2026-12-02 used the latter): the Frechet distance is over all n against the floor at the same n, and the two halves,
 scored on their own, give the spread. Each half is kept in outputs/reference/<run>/ as soon as it
 is sampled, so a killed run resumes with the halves it has not drawn.
 """
@@ -48,9 +54,10 @@ RUNS = Path(os.environ.get("REFERENCE_RUNS") or ROOT / "outputs" / "reference")
 BEGIN, END = "<!-- references: begin -->", "<!-- references: end -->"   # the block of BENCHMARKS.md this script owns
 SEEDS = (40, 41)                  # the two halves of every row
 N_PER_SEED = 500                  # n = 1000 per row
-N_PER_SEED_OF = {"07_latent": 1000}          # runs cheap enough for n = 2000 per row
-W_SWEEP = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)     # notebook 05's sweep
-W_06 = 2.0                        # the manifest's best_w, which 05_w_sweep's n = 1000 sweep also picks
+N_PER_SEED_OF = {"07_latent": 1000, "05_ddim50": 1000}   # n = 2000 per row: cheap runs, issue 15's targets
+W_SWEEP = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0)     # notebook 05's sweep
+W_06 = 1.5                        # the manifest's best_w: what 05_w_sweep's n = 1000 sweep picks (export checks)
+BATCH = 50                        # samples per batch (guided rows: 100 network inputs); small batches stay in cache
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,10 @@ RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped mod
     "06_steps": ("cfg", tuple(Row(f"DDIM eta={eta:g} {s}", "ddim", s, eta=eta, w=W_06)
                               for eta, steps in ((0.0, (10, 20, 50, 100)), (1.0, (10, 50))) for s in steps)),
     "07_latent": ("ldm", tuple(Row("latent DDIM eta=0 50" + ("" if w == W_06 else f" w={w:g}"), "latent", 50, eta=0.0, w=w)
-                               for w in (W_06, 1.0, 1.5))),
+                               for w in dict.fromkeys((W_06, 1.0, 1.5, 2.0)))),     # W_06 first, no repeats
+    "05_ddim50": ("cfg", (Row("DDIM eta=0 50 w=1", "ddim", 50, eta=0.0, w=1.0),
+                          Row("DDIM eta=0 50", "ddim", 50, eta=0.0, w=W_06))),
+    "06_ddpm_1000": ("ddpm", (Row("DDPM-1000 beta_tilde", "ddpm", 1000), Row("DDIM eta=0 50", "ddim", 50, eta=0.0))),
 }
 
 
@@ -77,6 +87,7 @@ def _load(name: str) -> tuple[torch.nn.Module, dict, Callable | None, tuple[int,
     if name == "ldm":
         from course_utils import latent
         unet, decode, shape, config = latent.load_trained_ldm()
+        unet = unet.to(memory_format=torch.channels_last)
         if any(latent.find_checkpoint(m).parent != shipped_checkpoint_dir() for m in ("ldm", "autoencoder")):
             raise SystemExit("outputs/checkpoints holds a trained ldm or autoencoder: reference runs measure the "
                              "shipped ones (set COURSE_OUTPUT to an empty folder)")
@@ -85,6 +96,7 @@ def _load(name: str) -> tuple[torch.nn.Module, dict, Callable | None, tuple[int,
     config = torch.load(path, map_location="cpu", weights_only=True)["config"]
     net = make_unet(config["arch"])
     load_checkpoint(path, net)
+    net = net.to(memory_format=torch.channels_last)         # same numbers (to float rounding), faster convolutions
     return as_eps_model(net, config["task"]).eval(), config, None, (1, 28, 28)
 
 
@@ -142,7 +154,7 @@ def run(name: str, reverse: bool = False) -> None:
                 net, w = _OnePass(model, null=w == 0.0), None
             t0 = time.process_time()
             x = samplers.sample_batches(net, _scheduler(row, schedule), n, shape, labels=labels, guidance=w,
-                                        seed=seed, batch_size=250, decode=decode, progress=False)
+                                        seed=seed, batch_size=BATCH, decode=decode, progress=False)
             seconds = time.process_time() - t0
             images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +175,8 @@ def score(name: str) -> dict:
     n_per_seed = N_PER_SEED_OF.get(name, N_PER_SEED)
     entry: dict = {"model": model_name, "n": n_per_seed * len(SEEDS), "seeds": list(SEEDS),
                    "n_per_seed": n_per_seed, "date": datetime.date.today().isoformat(),
-                   "conditions": f"benchmarks/reference_runs.py, one CPU thread ({platform.machine()})", "rows": {}}
+                   "conditions": f"benchmarks/reference_runs.py, one CPU thread ({platform.machine()}), "
+                                 f"batches of {BATCH}, channels-last", "rows": {}}
     for row in rows:
         halves = _halves(name, row)
         if halves is None:
@@ -241,6 +254,81 @@ def report() -> str:
     return block
 
 
+TARGETS_BEGIN, TARGETS_END = "<!-- targets: begin -->", "<!-- targets: end -->"   # issue 15, item 3
+RATIO_TARGET, ACC_W1, ACC_BEST, ACC_LATENT, DDIM_VS_DDPM = 1.5, 0.97, 0.995, 0.99, 1.5
+
+
+def _row(refs: dict, run: str, row: str) -> tuple[dict, int] | None:
+    entry = refs.get(run, {})
+    r = entry.get("rows", {}).get(row)
+    return (r, entry["n"]) if r else None
+
+
+def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
+    """Issue 15's quality targets against the stored measurements: (target, measured, n and sampler, met?).
+
+    The class-conditional and latent targets are read at the best measured w (highest accuracy, then
+    lowest ratio); a target whose run is missing says which run measures it.
+    """
+    refs, out = manifest.get("references", {}), []
+
+    def fmt(r: dict, n: int) -> str:
+        acc = f"accuracy {100 * r['accuracy']:.2f}%, " if "accuracy" in r else ""
+        halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
+        return f"{acc}ratio {r['ratio']:.2f} (halves {halves})"
+
+    def missing(run: str) -> tuple[str, str]:
+        return f"not measured: `reference_runs.py run {run}`", "-"
+
+    ddpm = manifest.get("models", {}).get("ddpm", {}).get("metrics")
+    if ddpm:
+        out.append(("unconditional DDPM: ratio <= 1.5 (n >= 2000)", f"ratio {ddpm['ratio']:.2f} (manifest)",
+                    f"{int(ddpm['n'])}, DDIM-50", "yes" if ddpm["ratio"] <= RATIO_TARGET and ddpm["n"] >= 2000 else "no"))
+    for label, row, acc, ratio in (("class-conditional, w = 1: accuracy >= 97%", "DDIM eta=0 50 w=1", ACC_W1, None),
+                                   ("class-conditional, best w: accuracy >= 99.5%, ratio <= 1.5", "DDIM eta=0 50",
+                                    ACC_BEST, RATIO_TARGET)):
+        found = _row(refs, "05_ddim50", row)
+        if found is None:
+            out.append((label, *missing("05_ddim50"), "open"))
+            continue
+        r, n = found
+        ok = r["accuracy"] >= acc and (ratio is None or r["ratio"] <= ratio)
+        out.append((label, f"w = {r['w']:g}: " + fmt(r, n), f"{n}, {r['sampler']}", "yes" if ok else "no"))
+    latent = refs.get("07_latent", {}).get("rows", {})
+    if latent:
+        met = [r for r in latent.values() if r["accuracy"] >= ACC_LATENT and r["ratio"] <= RATIO_TARGET]
+        best = min(met or latent.values(), key=lambda r: (r["ratio"], -r["accuracy"]))
+        out.append(("latent: accuracy >= 99%, ratio <= 1.5", f"w = {best['w']:g}: " + fmt(best, refs["07_latent"]["n"]),
+                    f"{refs['07_latent']['n']}, {best['sampler']}", f"yes, at w = {best['w']:g}" if met else "no"))
+    else:
+        out.append(("latent: accuracy >= 99%, ratio <= 1.5", *missing("07_latent"), "open"))
+    full, ddim = _row(refs, "06_ddpm_1000", "DDPM-1000 beta_tilde"), _row(refs, "06_ddpm_1000", "DDIM eta=0 50")
+    if full and ddim:
+        q = ddim[0]["frechet"] / full[0]["frechet"]
+        out.append(("DDIM-50 within 1.5x of DDPM-1000 on Frechet (n >= 1000 each)",
+                    f"DDIM-50 {ddim[0]['frechet']:.1f}, DDPM-1000 {full[0]['frechet']:.1f}: {q:.2f}x",
+                    f"{full[1]}, unconditional DDPM", "yes" if q <= DDIM_VS_DDPM and full[1] >= 1000 else "no"))
+    else:
+        out.append(("DDIM-50 within 1.5x of DDPM-1000 on Frechet (n >= 1000 each)", *missing("06_ddpm_1000"), "open"))
+    return out
+
+
+def targets_report() -> str:
+    """The targets table, into BENCHMARKS.md's targets block."""
+    manifest = json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())
+    lines = [TARGETS_BEGIN, "## Issue 15, item 3: the shipped models against their targets", "",
+             "`python benchmarks/reference_runs.py targets`, from `data/checkpoints/manifest.json`: each target "
+             "against the reference run that measures it (two seeded halves, one CPU thread; ratio = Frechet "
+             "distance over the train-vs-test floor at the same n).", "",
+             "| target | measured | n, sampler | met? |", "|---|---|---|---|"]
+    lines += [f"| {t} | {m} | {n} | {ok} |" for t, m, n, ok in targets(manifest)]
+    lines.append(TARGETS_END)
+    block = "\n".join(lines)
+    replace_block(ROOT / "BENCHMARKS.md", TARGETS_BEGIN, TARGETS_END, block)
+    print(block)
+    return block
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -249,11 +337,14 @@ def main(argv: list[str] | None = None) -> None:
     run_p.add_argument("--reverse", action="store_true", help="rows last to first (a second process on the same run)")
     sub.add_parser("export")
     sub.add_parser("report")
+    sub.add_parser("targets", help="issue 15's targets against the measurements, into BENCHMARKS.md")
     a = p.parse_args(argv)
     if a.cmd == "run":
         run(a.name, a.reverse)
     elif a.cmd == "export":
         export()
+    elif a.cmd == "targets":
+        targets_report()
     else:
         report()
 

@@ -34,8 +34,13 @@ def _labels(model: str, num: int, label: int | None) -> torch.Tensor | None:
 @torch.no_grad()
 def generate(model: str = "cfg", num: int = 16, label: int | None = None, guidance: float | None = None,
              sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
-             device: str | torch.device | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``num`` digits; returns ``(images uint8 (N, 28, 28), labels int64 (N,))``."""
+             device: str | torch.device | None = None, progress: bool = True,
+             batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``num`` digits; returns ``(images uint8 (N, 28, 28), labels int64 (N,))``.
+
+    ``batch_size`` samples go through the network at once (twice as many inputs with guidance); on a
+    CPU, batches of about 50 run faster per sample than 500 (they stay in cache).
+    """
     from course_utils.diffusion import load_trained_unet
 
     if model not in ("ddpm", "cfg", "ldm"):
@@ -62,7 +67,7 @@ def generate(model: str = "cfg", num: int = 16, label: int | None = None, guidan
                  else DDPMScheduler(schedule, clip_sample=clip))
     scheduler.set_timesteps(steps)
     x = sample_batches(unet, scheduler, num, item_shape, labels=y, guidance=w, seed=seed, device=dev, decode=decode,
-                       progress=progress)
+                       batch_size=batch_size, progress=progress)
     labels = y if y is not None else torch.full((num,), -1, dtype=torch.long)
     return to_uint8(x).numpy(), labels.numpy().astype(np.int64)
 

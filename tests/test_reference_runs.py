@@ -14,10 +14,26 @@ def _module():
 
 def test_every_notebook_run_is_specified_with_the_notebooks_sweeps():
     ref = _module()
-    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent"}
+    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent", "05_ddim50", "06_ddpm_1000"}
+    steps = {row.name: row.steps for row in ref.RUNS_SPEC["06_ddpm_1000"][1]}     # issue 15: DDIM-50 vs DDPM-1000
+    assert sorted(steps.values()) == [50, 1000]
     assert [row.w for row in ref.RUNS_SPEC["05_w_sweep"][1]] == list(ref.W_SWEEP)
     assert {row.eta for row in ref.RUNS_SPEC["06_steps"][1]} == {0.0, 1.0}
     assert ref.N_PER_SEED * len(ref.SEEDS) >= 1000                   # issue 15: n = 1000 for the small differences
+
+
+def test_the_reference_network_runs_channels_last_with_the_same_output():
+    ref = _module()
+    from course_utils.diffusion import make_unet
+    model, config, _, shape = ref._load("ddpm")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    plain = make_unet(config["arch"])
+    plain.load_state_dict({k: v.contiguous() for k, v in (model.net if hasattr(model, "net") else model).state_dict().items()})
+    x, t = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 900])
+    with torch.no_grad():
+        expected = ref.as_eps_model(plain, config["task"]).eval()(x, t)
+        torch.testing.assert_close(model(x, t), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_one_pass_rows_match_guided_eps():
@@ -85,3 +101,25 @@ def test_export_writes_the_runs_and_where_best_w_comes_from(tmp_path, monkeypatc
     ref.export()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["best_w"] == 2.0 and manifest["best_w_from"] == {"n_per_w": 125}
+
+
+def _ref_row(ratio, acc=None, w=None, frechet=50.0):
+    r = {"ratio": ratio, "ratio_per_seed": [ratio * 0.7, ratio * 0.7], "w": w, "sampler": "DDIM-50, eta 0",
+         "frechet": frechet}
+    return r if acc is None else {**r, "accuracy": acc}
+
+
+def test_targets_read_each_issue_15_target_off_its_run():
+    ref = _module()
+    manifest = {"models": {"ddpm": {"metrics": {"n": 2000.0, "ratio": 1.4}}}, "references": {
+        "05_ddim50": {"n": 2000, "rows": {"DDIM eta=0 50 w=1": _ref_row(1.1, 0.96, 1.0),
+                                          "DDIM eta=0 50": _ref_row(1.6, 0.999, 2.0)}},
+        "07_latent": {"n": 2000, "rows": {"a": _ref_row(2.4, 0.9995, 2.0), "b": _ref_row(1.4, 0.991, 1.5)}},
+        "06_ddpm_1000": {"n": 1000, "rows": {"DDPM-1000 beta_tilde": _ref_row(2.0, frechet=40.0),
+                                             "DDIM eta=0 50": _ref_row(2.5, frechet=59.0)}}}}
+    met = [ok for _, _, _, ok in ref.targets(manifest)]
+    assert met == ["yes", "no", "no", "yes, at w = 1.5", "yes"]          # 96% < 97%; ratio 1.6 > 1.5; 59 / 40 < 1.5
+    manifest["references"]["06_ddpm_1000"]["rows"]["DDIM eta=0 50"]["frechet"] = 61.0
+    del manifest["references"]["05_ddim50"]
+    met = [ok for _, _, _, ok in ref.targets(manifest)]
+    assert met == ["yes", "open", "open", "yes, at w = 1.5", "no"]

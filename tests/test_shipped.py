@@ -75,7 +75,8 @@ NOTEBOOK_CALLS = {
     "cfg_lr_constant": lambda: diffusion.train_diffusion("cfg_lr_constant", CPU, *_images(), p_uncond=0.1,
                                                          lr_schedule=None, epoch_key="cfg"),
     "ddpm": lambda: diffusion.train_diffusion("ddpm", CPU, _images()[0], None, prediction="v"),   # 04 trains v
-    "cfg": lambda: diffusion.train_diffusion("cfg", CPU, *_images(), p_uncond=0.1, epoch_key="cfg"),
+    "cfg": lambda: diffusion.train_diffusion("cfg", CPU, *_images(), p_uncond=0.1, epoch_key="cfg",
+                                             prediction="v"),                                   # 05-07 ask for v
     "noisy_classifier": lambda: guidance.train_noisy_classifier(CPU, *_images()),
     "autoencoder": lambda: autoencoder.train_autoencoder(CPU, _images()[0]),
     "ldm": lambda: latent.train_ldm(CPU, _unit_latents(), _images()[1], autoencoder=_shipped_autoencoder(),
