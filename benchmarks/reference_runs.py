@@ -23,7 +23,8 @@ reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
 
 Every row draws n samples as two independent halves (seeds 40 and 41, one CPU thread, batches of
 ``BATCH`` with the network in channels-last memory format, about twice as fast on a CPU as batches
-of 250 in the default format; runs before 2026-12-02 used the latter): the Frechet distance is over all n against the floor at the same n, and the two halves,
+of 250 in the default format, which the older 04_ddpm run used): the Frechet distance is over all
+n against the floor at the same n, and the two halves,
 scored on their own, give the spread. Each half is kept in outputs/reference/<run>/ as soon as it
 is sampled, so a killed run resumes with the halves it has not drawn.
 """
@@ -267,12 +268,13 @@ def _row(refs: dict, run: str, row: str) -> tuple[dict, int] | None:
 def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
     """Issue 15's quality targets against the stored measurements: (target, measured, n and sampler, met?).
 
-    The class-conditional and latent targets are read at the best measured w (highest accuracy, then
-    lowest ratio); a target whose run is missing says which run measures it.
+    The class-conditional targets are read off 05_ddim50 (w = 1, and the best w of 05's sweep); the
+    latent one off the 07_latent row that meets it with the lowest ratio (else the lowest ratio); a
+    target whose run is missing says which run measures it.
     """
     refs, out = manifest.get("references", {}), []
 
-    def fmt(r: dict, n: int) -> str:
+    def fmt(r: dict) -> str:
         acc = f"accuracy {100 * r['accuracy']:.2f}%, " if "accuracy" in r else ""
         halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
         return f"{acc}ratio {r['ratio']:.2f} (halves {halves})"
@@ -293,12 +295,12 @@ def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
             continue
         r, n = found
         ok = r["accuracy"] >= acc and (ratio is None or r["ratio"] <= ratio)
-        out.append((label, f"w = {r['w']:g}: " + fmt(r, n), f"{n}, {r['sampler']}", "yes" if ok else "no"))
+        out.append((label, f"w = {r['w']:g}: " + fmt(r), f"{n}, {r['sampler']}", "yes" if ok else "no"))
     latent = refs.get("07_latent", {}).get("rows", {})
     if latent:
         met = [r for r in latent.values() if r["accuracy"] >= ACC_LATENT and r["ratio"] <= RATIO_TARGET]
         best = min(met or latent.values(), key=lambda r: (r["ratio"], -r["accuracy"]))
-        out.append(("latent: accuracy >= 99%, ratio <= 1.5", f"w = {best['w']:g}: " + fmt(best, refs["07_latent"]["n"]),
+        out.append(("latent: accuracy >= 99%, ratio <= 1.5", f"w = {best['w']:g}: " + fmt(best),
                     f"{refs['07_latent']['n']}, {best['sampler']}", f"yes, at w = {best['w']:g}" if met else "no"))
     else:
         out.append(("latent: accuracy >= 99%, ratio <= 1.5", *missing("07_latent"), "open"))
