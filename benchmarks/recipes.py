@@ -4,6 +4,7 @@
     python benchmarks/recipes.py eval --n 500                    # score every snapshot not scored yet
     python benchmarks/recipes.py report                          # table + plot into BENCHMARKS.md's folder
     python benchmarks/recipes.py eval-shipped --cpu-minutes 95   # the shipped DDPM as one more point
+    python benchmarks/recipes.py eval-shipped --model cfg --cpu-minutes 68   # the shipped cfg, at w = 1
 
 Each recipe trains an unconditional model on all 60,000 MNIST training images with one CPU thread
 and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
@@ -19,9 +20,15 @@ Recipes (what each one changes relative to ``base``, the recipe of notebook 04):
 * ``minsnr``   min-SNR-5 loss weighting (Hang et al. 2023): weight min(SNR_t, 5) / SNR_t on the eps loss
 * ``vpred``    v-prediction (Salimans & Ho 2022): target v = sqrt(ab) eps - sqrt(1 - ab) x0
 * ``bs32``     batch 32, lr 1e-3: four times the updates per CPU minute
+* ``vpred_bs32`` v-prediction and batch 32, lr 1e-3: do the two gains add up?
+* ``vpred_w48``  v-prediction with a wider UNet (base width 48: about 2.2x the parameters and the cost per step)
+* ``cond_vpred``, ``cond_vpred_bs32``: the class-conditional task of notebook 05 (labels dropped to the
+               null label with p = 0.1) with the ``vpred`` and ``vpred_bs32`` recipes; scored at
+               w = 1 (the conditional model alone, labels 0..9 in turn) with the class accuracy as well
 * ``peer``     diffusers' UNet2DModel (32, 64, 64), attention in the two lower blocks, base recipe
 * ``shipped``  not trained here: ``data/checkpoints/ddpm.pt`` (``eval-shipped``), v-prediction with
                ``train_diffusion``'s warm-up + cosine learning rate over its whole run
+* ``shipped_cfg``  the same for ``data/checkpoints/cfg.pt`` (``eval-shipped --model cfg``), scored at w = 1
 
 The experimental losses live here until one of them wins; the winner moves into ``course_utils``
 (v-prediction did: ``train_diffusion(..., prediction="v")``, ``diffusion.l_simple_v``, ``EpsFromV``).
@@ -53,7 +60,9 @@ RUNS = Path(os.environ.get("RECIPE_RUNS") or ROOT / "outputs" / "recipes")
 MARKS = (5, 10, 20, 30, 40, 60, 90, 120)        # CPU minutes at which the EMA weights are kept
 BEGIN, END = "<!-- recipes: begin -->", "<!-- recipes: end -->"   # the block of BENCHMARKS.md this script owns
 SCORES = ROOT / "benchmarks" / "recipes_scores.json"                # every score, committed: report reads it
+BATCH = 50                                                           # samples per batch (reference_runs.BATCH)
 EVAL_SEED = 1234                                                     # the same x_T and noise for every snapshot
+SHIPPED = {"ddpm": "shipped", "cfg": "shipped_cfg"}                  # shipped model -> its recipe name in the scores
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class Recipe:
     lr: float = 2e-3
     net: str = "course"           # "course" or "peer"
     width: int = 32
+    conditional: bool = False     # the class-conditional task (notebook 05), p_uncond = P_UNCOND
 
 
 RECIPES = {r.name: r for r in (
@@ -73,7 +83,12 @@ RECIPES = {r.name: r for r in (
     Recipe("vpred", target="v"),
     Recipe("bs32", batch_size=32, lr=1e-3),
     Recipe("peer", net="peer"),
+    Recipe("vpred_bs32", target="v", batch_size=32, lr=1e-3),
+    Recipe("vpred_w48", target="v", width=48),
+    Recipe("cond_vpred", target="v", conditional=True),
+    Recipe("cond_vpred_bs32", target="v", batch_size=32, lr=1e-3, conditional=True),
 )}
+P_UNCOND = 0.1                                   # the label dropout of the shipped class-conditional model
 
 
 class PeerUNet(nn.Module):
@@ -95,16 +110,21 @@ def make_net(r: Recipe) -> nn.Module:
     if r.net == "peer":
         return PeerUNet()
     return UNet(in_channels=1, base_channels=r.width, channel_mults=(1, 2, 2), num_res_blocks=1,
-                attention=(False, False, True))
+                attention=(False, False, True), num_classes=10 if r.conditional else None)
 
 
-def loss_fn(r: Recipe, net: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, g: torch.Generator) -> torch.Tensor:
+def loss_fn(r: Recipe, net: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule, g: torch.Generator,
+            y: torch.Tensor | None = None) -> torch.Tensor:
     b = x0.shape[0]
     t = torch.randint(0, schedule.T, (b,), generator=g)                     # (B,)
     eps = torch.randn(x0.shape, generator=g)                                # (B, 1, 28, 28)
     ab = schedule.alpha_bar[t].view(-1, 1, 1, 1)                            # (B, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-    out = net(x_t, t)
+    if r.conditional:
+        drop = torch.rand(b, generator=g) < P_UNCOND                        # (B,) bool: train the null label too
+        out = net(x_t, t, torch.where(drop, torch.full_like(y, 10), y))
+    else:
+        out = net(x_t, t)
     target = eps if r.target == "eps" else v_target(x0, eps, ab)
     per_item = (out - target).square().flatten(1).mean(1)                  # (B,)
     if r.weighting == "minsnr":
@@ -124,7 +144,7 @@ def train(r: Recipe, minutes: float) -> None:
     ema = EMA(net, 0.999)
     opt = torch.optim.Adam(net.parameters(), lr=r.lr)
     schedule = NoiseSchedule("linear", 1000)
-    x, _ = load_mnist("train")
+    x, y = load_mnist("train")
     g = torch.Generator().manual_seed(0)
     state = {"step": 0, "cpu": 0.0, "images": 0}
     resume = folder / "resume.pt"
@@ -147,7 +167,8 @@ def train(r: Recipe, minutes: float) -> None:
             warm = min(1.0, (state["step"] + 1) / 200)
             for group in opt.param_groups:
                 group["lr"] = r.lr * warm
-            loss = loss_fn(r, net, x[perm[i:i + r.batch_size]], schedule, g)
+            idx = perm[i:i + r.batch_size]
+            loss = loss_fn(r, net, x[idx], schedule, g, y[idx] if r.conditional else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -172,7 +193,8 @@ def train(r: Recipe, minutes: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(n: int, steps: int = 50) -> None:
+def evaluate(n: int, steps: int = 50, recipes: list[str] | None = None) -> None:
+    """Score every snapshot (of ``recipes``, default all) that has no score at ``n`` yet."""
     from course_utils.samplers import DDIMScheduler
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -180,7 +202,7 @@ def evaluate(n: int, steps: int = 50) -> None:
     scheduler = DDIMScheduler(schedule).set_timesteps(steps)
     for snap in sorted(RUNS.glob("*/cpu*.pt")):
         out = snap.with_suffix(f".n{n}.json")
-        if out.exists():
+        if out.exists() or (recipes and snap.parent.name not in recipes):
             continue
         saved = torch.load(snap, weights_only=True)
         r = Recipe(**saved["recipe"])
@@ -188,7 +210,7 @@ def evaluate(n: int, steps: int = 50) -> None:
         net.load_state_dict(saved["ema"])
         net.eval()
         model = EpsFromV(net, schedule.alpha_bar) if r.target == "v" else net
-        score = _score(model, scheduler, n)
+        score = _score(model, scheduler, n, conditional=r.conditional)
         score.update(cpu_minutes=saved["state"]["cpu"] / 60, images=saved["state"]["images"],
                      steps=saved["state"]["step"], recipe=r.name, sampler=f"DDIM-{steps}")
         out.write_text(json.dumps(score, indent=1))
@@ -197,8 +219,11 @@ def evaluate(n: int, steps: int = 50) -> None:
               f"floor {score['floor']:.1f}, n = {n})", flush=True)
 
 
-def _score(model: nn.Module, scheduler, n: int) -> dict:
-    """Course metrics of ``n`` samples of ``model`` (eps-prediction interface), from seed EVAL_SEED."""
+def _score(model: nn.Module, scheduler, n: int, conditional: bool = False) -> dict:
+    """Course metrics of ``n`` samples of ``model`` (eps-prediction interface), from seed EVAL_SEED.
+
+    ``conditional``: ask for labels 0, 1, ..., 9, 0, ... at w = 1 (no guidance) and score the class accuracy too.
+    """
     import datetime
 
     from course_utils import metrics
@@ -206,9 +231,13 @@ def _score(model: nn.Module, scheduler, n: int) -> dict:
 
     g = torch.Generator().manual_seed(EVAL_SEED)
     t0 = time.time()
-    x = torch.cat([sample(model, scheduler, (min(250, n - i), 1, 28, 28), generator=g, progress=False)
-                   for i in range(0, n, 250)])
-    score = metrics.evaluate_samples(x.clamp(-1, 1))
+    labels = torch.arange(n) % 10
+    model = model.to(memory_format=torch.channels_last)       # faster convolutions on a CPU, the same numbers
+    # DDIM with eta = 0 draws only x_T, in order from g: batches of BATCH give the same samples as any other size
+    x = torch.cat([sample(model, scheduler, (min(BATCH, n - i), 1, 28, 28), generator=g, progress=False,
+                          y=labels[i:i + BATCH] if conditional else None)
+                   for i in range(0, n, BATCH)])
+    score = metrics.evaluate_samples(x.clamp(-1, 1), labels if conditional else None)
     score.update(sample_seconds=time.time() - t0, date=datetime.date.today().isoformat())
     return score
 
@@ -229,25 +258,27 @@ def _keep(score: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate_shipped(n: int, cpu_minutes: float, steps: int = 50) -> None:
-    """Score the shipped DDPM like a snapshot: one more point (recipe ``shipped``) on the time-to-quality plot.
+def evaluate_shipped(n: int, cpu_minutes: float, steps: int = 50, model_name: str = "ddpm") -> None:
+    """Score a shipped model like a snapshot: one more point on the time-to-quality plot.
 
-    ``cpu_minutes``: the process CPU time its training took (``pretrain.py --direct`` prints the wall
-    time of a one-thread run; pass what ``ps`` or ``time`` said). It is not in the checkpoint.
+    ``model_name``: ``"ddpm"`` (recipe ``shipped``) or ``"cfg"`` (recipe ``shipped_cfg``, scored like the
+    conditional recipes, at w = 1). ``cpu_minutes``: the process CPU time its training took
+    (``pretrain.py --direct`` prints the wall time of a one-thread run; pass what ``ps`` or ``time`` said).
+    It is not in the checkpoint.
     """
     from course_utils.diffusion import load_trained_unet
     from course_utils.samplers import DDIMScheduler
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    model, config = load_trained_unet("ddpm")
+    model, config = load_trained_unet(model_name)
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
-    score = _score(model, DDIMScheduler(schedule).set_timesteps(steps), n)
+    score = _score(model, DDIMScheduler(schedule).set_timesteps(steps), n, conditional=model_name == "cfg")
     train = config["train"]
     score.update(cpu_minutes=cpu_minutes, images=train["epochs"] * train["n_images"],
-                 steps=train["epochs"] * (train["n_images"] // train["batch_size"]), recipe="shipped",
+                 steps=train["epochs"] * (train["n_images"] // train["batch_size"]), recipe=SHIPPED[model_name],
                  sampler=f"DDIM-{steps}")
     _keep(score)
-    print(f"shipped ddpm: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, floor {score['floor']:.1f}, "
+    print(f"shipped {model_name}: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, floor {score['floor']:.1f}, "
           f"n = {n})", flush=True)
 
 
@@ -262,17 +293,36 @@ def report(n: int) -> None:
     rows = [r for r in _load_scores() if int(r["n"]) == n]
     if not rows:
         raise SystemExit(f"no scores at n = {n} in {SCORES}; run `train` then `eval --n {n}` first")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name in (*RECIPES, "shipped"):
-        pts = sorted((r["cpu_minutes"], r["ratio"]) for r in rows if r["recipe"] == name)
-        if pts:
-            ax.plot(*zip(*pts), marker="*" if name == "shipped" else "o", ms=12 if name == "shipped" else 6,
-                    ls="none" if len(pts) == 1 else "-", label=name)
+    cond = {name for name, r in RECIPES.items() if r.conditional} | {"shipped_cfg"}
+    fig, (ax, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    def older(r: dict) -> bool:
+        return str(r.get("date", "")).startswith("<=")
+
+    series = {}                  # (recipe, measured in an earlier session than its newer rows) -> points
+    for r in rows:
+        earlier = older(r) and any(o["recipe"] == r["recipe"] and not older(o) for o in rows)
+        series.setdefault((r["recipe"], earlier), []).append((r["cpu_minutes"], r["ratio"], r.get("accuracy")))
+    order = [*RECIPES, *SHIPPED.values()]
+    for (name, earlier), pts in sorted(series.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        pts = sorted(pts)
+        style = dict(color=f"C{order.index(name) % 10}" if order.index(name) < 10 else "k",
+                     marker="*" if name.startswith("shipped") else "o", ms=12 if name.startswith("shipped") else 6,
+                     ls="none" if len(pts) == 1 else (":" if earlier else "--" if name in cond else "-"),
+                     label=f"{name} (earlier session, slower CPU)" if earlier else name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], **style)
+        if name in cond:
+            ax_acc.plot([p[0] for p in pts], [100 * p[2] for p in pts], **style)
     ax.set_xlabel("CPU minutes of training (one thread)")
     ax.set_ylabel(f"Frechet / floor (n = {n}, DDIM-50)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
+    ax.set_title("dashed: class-conditional, at w = 1", fontsize=9)
+    ax_acc.set_xlabel("CPU minutes of training (one thread)")
+    ax_acc.set_ylabel("class accuracy at w = 1 (%)")
+    ax_acc.grid(alpha=0.3)
+    if ax_acc.lines:
+        ax_acc.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(ROOT / "benchmarks" / "recipes.png", dpi=100)
     floor = rows[0]["floor"]
@@ -282,11 +332,19 @@ def report(n: int) -> None:
              f"(floor {floor:.1f} at that n). CPU minutes are process CPU time, so other load on the machine "
              "does not count. Recipes are described in the script's docstring.", "",
              "![Frechet ratio against CPU minutes](benchmarks/recipes.png)", "",
-             "| recipe | CPU min | images seen | optimizer steps | Frechet | ratio | measured |",
-             "|---|---|---|---|---|---|---|"]
+             "The class-conditional recipes (`cond_*`, and the shipped `cfg` as `shipped_cfg`) sample labels "
+             "0..9 in turn at w = 1 (no guidance); their accuracy is the course classifier's (99.5% on real "
+             "test digits), their ratio is not comparable with the unconditional rows.", "",
+             "The speed of this machine's CPU varies between sessions (images per CPU second, a column below): "
+             "compare recipes measured at the same speed, or at the same images seen.", "",
+             "| recipe | CPU min | images seen | images / CPU s | optimizer steps | Frechet | ratio | accuracy (w = 1) "
+             "| measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["recipe"], r["cpu_minutes"])):
-        lines.append(f"| {r['recipe']} | {r['cpu_minutes']:.0f} | {r['images']:,} | {r['steps']:,} | "
-                     f"{r['frechet']:.1f} | {r['ratio']:.2f} | {r.get('date', '-')} |")
+        acc = f"{100 * r['accuracy']:.1f}%" if "accuracy" in r else "-"
+        lines.append(f"| {r['recipe']} | {r['cpu_minutes']:.0f} | {r['images']:,} | "
+                     f"{r['images'] / (60 * r['cpu_minutes']):.0f} | {r['steps']:,} | "
+                     f"{r['frechet']:.1f} | {r['ratio']:.2f} | {acc} | {r.get('date', '-')} |")
     missing = [name for name in RECIPES if not any(r["recipe"] == name for r in rows)]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)}."]
@@ -304,18 +362,20 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--minutes", type=float, default=40)
     e = sub.add_parser("eval")
     e.add_argument("--n", type=int, default=500)
+    e.add_argument("--recipes", nargs="*", choices=sorted(RECIPES), help="only these recipes' snapshots")
     rp = sub.add_parser("report")
     rp.add_argument("--n", type=int, default=500)
     es = sub.add_parser("eval-shipped")
     es.add_argument("--n", type=int, default=500)
     es.add_argument("--cpu-minutes", type=float, required=True, help="the CPU time its training took")
+    es.add_argument("--model", choices=sorted(SHIPPED), default="ddpm", help="which shipped model (default ddpm)")
     a = p.parse_args(argv)
     if a.cmd == "train":
         train(RECIPES[a.recipe], a.minutes)
     elif a.cmd == "eval":
-        evaluate(a.n)
+        evaluate(a.n, recipes=a.recipes)
     elif a.cmd == "eval-shipped":
-        evaluate_shipped(a.n, a.cpu_minutes)
+        evaluate_shipped(a.n, a.cpu_minutes, model_name=a.model)
     else:
         report(a.n)
 

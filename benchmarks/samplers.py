@@ -14,6 +14,7 @@ outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has n
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -65,6 +66,13 @@ def _result_path(row: str, n: int) -> Path:
     return RUNS / f"{row.replace(' ', '_')}.n{n}.json"
 
 
+def _describe(config: dict) -> str:
+    """The shipped DDPM in words, from its checkpoint config: what it predicts and how many images it saw."""
+    train = config["train"]
+    return (f"{config['task'].get('prediction', 'eps')}-prediction, "
+            f"{train['epochs'] * train['n_images']:,} training images")
+
+
 def run(n: int) -> None:
     """Score every row of :data:`ROWS` with ``n`` samples (one thread), skipping the rows already scored."""
     torch.set_num_threads(1)
@@ -78,7 +86,8 @@ def run(n: int) -> None:
         t0 = time.process_time()
         x = samplers.sample_batches(model, _scheduler(row, schedule), n, seed=40, batch_size=BATCH, progress=False)
         seconds = time.process_time() - t0
-        result = {"row": row, "n": n, "cpu_seconds": round(seconds, 1), **metrics.evaluate_samples(x)}
+        result = {"row": row, "n": n, "cpu_seconds": round(seconds, 1), "model": _describe(config),
+                  "date": datetime.date.today().isoformat(), **metrics.evaluate_samples(x)}
         out.write_text(json.dumps(result, indent=1))
         print(f"{row:<20} ratio {result['ratio']:.2f} ({seconds:.0f} CPU s)", flush=True)
 
@@ -91,7 +100,8 @@ def report(n: int) -> None:
     lines = [BEGIN, "## Few-step samplers on the shipped DDPM", "",
              f"`python benchmarks/samplers.py` on {platform.machine()}, one thread, batches of {BATCH} in channels-last "
              "format: the shipped unconditional DDPM "
-             f"(data/checkpoints/ddpm.pt), n = {n} samples per row from the same seeded x_T, Frechet distance "
+             f"(data/checkpoints/ddpm.pt: {rows[0].get('model', 'an earlier model')}; measured "
+             f"{rows[0].get('date', 'before 2026-12-02')}), n = {n} samples per row from the same seeded x_T, Frechet distance "
              f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}). Notebooks 04 and 05 sample "
              "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06).", "",
              "| sampler | variance | steps | CPU s | Frechet | ratio |", "|---|---|---|---|---|---|"]

@@ -42,6 +42,34 @@ def test_the_committed_scores_are_complete_rows_of_known_recipes():
     rows = json.loads(rec.SCORES.read_text())
     assert rows, "benchmarks/recipes_scores.json holds no score"
     for r in rows:
-        assert r["recipe"] in {*rec.RECIPES, "shipped"}
+        assert r["recipe"] in {*rec.RECIPES, *rec.SHIPPED.values()}
         assert r["n"] >= 500 and r["sampler"] == "DDIM-50"
         assert r["ratio"] == pytest.approx(r["frechet"] / r["floor"], rel=0.01)
+
+
+def test_conditional_recipes_train_the_null_label_and_unconditional_ones_draw_as_before():
+    import torch
+
+    from course_utils.schedules import NoiseSchedule
+
+    rec = _module()
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            seen.append(y)
+            return torch.zeros_like(x, requires_grad=True)
+
+    schedule = NoiseSchedule("linear", 1000)
+    x0 = torch.zeros(2000, 1, 4, 4)
+    y = torch.arange(2000) % 10
+    rec.loss_fn(rec.RECIPES["cond_vpred"], Spy(), x0, schedule, torch.Generator().manual_seed(0), y)
+    kept = seen[-1] == y
+    assert ((seen[-1] == 10) | kept).all()                          # a label is either kept or the null label
+    assert 0.07 < (seen[-1] == 10).float().mean() < 0.13            # dropped with p = P_UNCOND = 0.1
+    g = torch.Generator().manual_seed(0)
+    rec.loss_fn(rec.RECIPES["vpred"], Spy(), x0, schedule, g)
+    assert seen[-1] is None
+    ref = torch.Generator().manual_seed(0)                          # t then eps, nothing else drawn
+    torch.randint(0, 1000, (2000,), generator=ref), torch.randn(x0.shape, generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state())
