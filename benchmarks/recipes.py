@@ -6,8 +6,8 @@
     python benchmarks/recipes.py eval-shipped --cpu-minutes 95   # the shipped DDPM as one more point
     python benchmarks/recipes.py eval-shipped --model cfg --cpu-minutes 68   # the shipped cfg, at w = 1
 
-Each recipe trains an unconditional model on all 60,000 MNIST training images with one CPU thread
-and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
+Each recipe trains a model (unconditional unless its name starts with ``cond_``) on all 60,000
+MNIST training images with one CPU thread and saves its EMA weights at fixed amounts of *process CPU time* (so a busy machine slows the wall
 clock but not the measurement). A killed run resumes from its last resume state. ``eval`` samples
 every snapshot with DDIM-50 from the same seeded noise and scores it with the course metric
 (Frechet distance over the train-vs-test floor at the same n). Every score is also kept in
@@ -216,7 +216,8 @@ def evaluate(n: int, steps: int = 50, recipes: list[str] | None = None) -> None:
         out.write_text(json.dumps(score, indent=1))
         _keep(score)
         print(f"{snap.parent.name}/{snap.name}: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, "
-              f"floor {score['floor']:.1f}, n = {n})", flush=True)
+              f"floor {score['floor']:.1f}, n = {n})"
+              + (f", accuracy {score['accuracy']:.3f} at w = 1" if "accuracy" in score else ""), flush=True)
 
 
 def _score(model: nn.Module, scheduler, n: int, conditional: bool = False) -> dict:

@@ -10,6 +10,8 @@ variance of the forward jump. Every row samples the shipped unconditional DDPM (
 from the same seeded x_T (seed 40, one CPU thread) and scores n samples with the course metric
 (Frechet distance over the train-vs-test floor at the same n). Results are kept in
 outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has not scored.
+Two more DDIM-50 rows change only the spacing of the 50 steps (diffusers' "trailing", the DDIM
+paper's "quadratic"), to see whether the spacing explains DDIM-50's gap to the stochastic samplers.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path(os.environ.get("SAMPLER_RUNS") or ROOT / "outputs" / "samplers")
 BEGIN, END = "<!-- samplers: begin -->", "<!-- samplers: end -->"   # the block of BENCHMARKS.md this script owns
 BATCH = 50                                # samples per batch: small batches stay in cache (reference_runs.BATCH)
-ROWS = {                                  # row name -> (sampler, variance or None, steps)
+ROWS = {                                  # row name -> (sampler, variance or None, steps[, spacing])
     "DDPM-50 beta_tilde": ("ddpm", "beta_tilde", 50),
     "DDPM-50 beta": ("ddpm", "beta", 50),
     "DDPM-25 beta_tilde": ("ddpm", "beta_tilde", 25),
@@ -43,7 +45,21 @@ ROWS = {                                  # row name -> (sampler, variance or No
     "DDPM-10 beta": ("ddpm", "beta", 10),
     "DDIM-50": ("ddim", None, 50),
     "DDIM-10": ("ddim", None, 10),
+    "DDIM-50 trailing": ("ddim", None, 50, "trailing"),
+    "DDIM-50 quadratic": ("ddim", None, 50, "quadratic"),
 }
+
+
+def spaced_timesteps(spacing: str, steps: int, T: int) -> torch.Tensor:
+    """Kept timesteps (descending) other than the course's ``linspace``: diffusers' ``"trailing"``
+    (T-1, T-1-T/S, ..., T/S - 1), or the DDIM paper's ``"quadratic"`` (appendix D.2: t_i = floor(c i^2)
+    up to 0.8 T, the spacing it used on CIFAR-10; repeated small t are kept once, so a few fewer steps)."""
+    if spacing == "trailing":
+        return (torch.arange(T, 0, -T // steps) - 1).long()
+    if spacing == "quadratic":
+        c = 0.8 * T / steps ** 2
+        return torch.tensor(sorted({int(c * i * i) for i in range(steps)}, reverse=True), dtype=torch.long)
+    raise ValueError(f"unknown spacing {spacing!r}; expected 'trailing' or 'quadratic'")
 
 
 def _shipped_ddpm() -> tuple[torch.nn.Module, dict]:
@@ -56,9 +72,12 @@ def _shipped_ddpm() -> tuple[torch.nn.Module, dict]:
 
 
 def _scheduler(row: str, schedule: NoiseSchedule):
-    kind, variance, steps = ROWS[row]
+    kind, variance, steps, *spacing = ROWS[row]
     if kind == "ddim":
-        return samplers.DDIMScheduler(schedule).set_timesteps(steps)
+        scheduler = samplers.DDIMScheduler(schedule).set_timesteps(steps)
+        if spacing:                       # the step reads its previous timestep from this list
+            scheduler.timesteps = spaced_timesteps(spacing[0], steps, schedule.T)
+        return scheduler
     return samplers.DDPMScheduler(schedule, variance=variance).set_timesteps(steps)
 
 
@@ -103,11 +122,13 @@ def report(n: int) -> None:
              f"(data/checkpoints/ddpm.pt: {rows[0].get('model', 'an earlier model')}; measured "
              f"{rows[0].get('date', 'before 2026-12-02')}), n = {n} samples per row from the same seeded x_T, Frechet distance "
              f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}). Notebooks 04 and 05 sample "
-             "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06).", "",
+             "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06). Steps are the course's "
+             "`linspace` spacing unless the row names another (`spaced_timesteps`).", "",
              "| sampler | variance | steps | CPU s | Frechet | ratio |", "|---|---|---|---|---|---|"]
     for r in rows:
-        kind, variance, steps = ROWS[r["row"]]
-        lines.append(f"| {'respaced DDPM' if kind == 'ddpm' else 'DDIM (eta = 0)'} | {variance or '-'} | {steps} | "
+        kind, variance, steps, *spacing = ROWS[r["row"]]
+        name = "respaced DDPM" if kind == "ddpm" else f"DDIM (eta = 0){', ' + spacing[0] + ' spacing' if spacing else ''}"
+        lines.append(f"| {name} | {variance or '-'} | {steps} | "
                      f"{r['cpu_seconds']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} |")
     missing = [r for r in ROWS if not _result_path(r, n).exists()]
     if missing:
