@@ -17,7 +17,8 @@ reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
                    clipping) at the same w and labels, decoded; the pixel side is 06_steps' DDIM-50 row.
                    Also w = 1 and 1.5, and n = 2000 per row (latent samples are cheap): issue 15's target.
 * ``05_ddim50``    issue 15's targets for the class-conditional model: DDIM-50 (eta = 0) at w = 1 (no
-                   guidance) and at the best w, n = 2000 per row.
+                   guidance) and at the best w, n = 2000 per row; also w = 1.25 and 1.375, to see whether a weight
+                   between the two meets both halves of the best-w target.
 * ``06_ddpm_1000`` issue 15's DDIM-50 against DDPM-1000: the shipped (unconditional) DDPM with the full
                    1000-step ancestral chain (beta-tilde) and with DDIM-50 at eta = 0, on the same seeds.
 
@@ -78,7 +79,9 @@ RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped mod
     "07_latent": ("ldm", tuple(Row("latent DDIM eta=0 50" + ("" if w == W_06 else f" w={w:g}"), "latent", 50, eta=0.0, w=w)
                                for w in dict.fromkeys((W_06, 1.0, 1.5, 2.0)))),     # W_06 first, no repeats
     "05_ddim50": ("cfg", (Row("DDIM eta=0 50 w=1", "ddim", 50, eta=0.0, w=1.0),
-                          Row("DDIM eta=0 50", "ddim", 50, eta=0.0, w=W_06))),
+                          Row("DDIM eta=0 50", "ddim", 50, eta=0.0, w=W_06),
+                          Row("DDIM eta=0 50 w=1.25", "ddim", 50, eta=0.0, w=1.25),     # between the two: both targets?
+                          Row("DDIM eta=0 50 w=1.375", "ddim", 50, eta=0.0, w=1.375))),
     "06_ddpm_1000": ("ddpm", (Row("DDPM-1000 beta_tilde", "ddpm", 1000), Row("DDIM eta=0 50", "ddim", 50, eta=0.0))),
 }
 
