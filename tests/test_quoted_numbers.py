@@ -1,0 +1,91 @@
+"""The notebooks' prose quotes the reference runs that are shipped, not those of an earlier model.
+
+Notebooks 05 to 07 state results in words ("the rule picks w = 1.5 ... a ratio of 1.83 against 1.09").
+Those numbers come from ``references`` in ``data/checkpoints/manifest.json``; re-exporting a model
+re-measures them, and a sentence that still quotes the old values would state a result nobody measured.
+Each claim below is rendered from the manifest and must appear, word for word (whitespace aside), in the
+notebook's markdown. When one fails, update the sentence to the text the message shows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = json.loads((ROOT / "data" / "checkpoints" / "manifest.json").read_text())
+
+
+def _markdown(stem: str) -> str:
+    nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
+    text = " ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    return re.sub(r"\s+", " ", text)
+
+
+def pct(accuracy: float) -> str:
+    """0.967 -> '96.7', 1.0 -> '100' (one decimal, a trailing .0 dropped)."""
+    s = f"{100 * accuracy:.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def _claims(refs: dict) -> Iterator[tuple[str, str]]:
+    sweep = refs["05_w_sweep"]["rows"]
+    w1, w15 = sweep["w = 1"], sweep["w = 1.5"]
+    yield "05_class_conditioning_cfg", (f"to {pct(w1['accuracy'])} % at $w = 1$, {pct(w15['accuracy'])} % at "
+                                        "$w = 1.5$")
+    yield "05_class_conditioning_cfg", (f"lowest at $w = 1$ ({w1['ratio']:.2f}) and grows from {w15['ratio']:.2f} "
+                                        f"at $w = 1.5$ and {sweep['w = 2']['ratio']:.2f} at $w = 2$ to "
+                                        f"{sweep['w = 7']['ratio']:.2f} at $w = 7$")
+    h1, h15 = w1["ratio_per_seed"], w15["ratio_per_seed"]
+    yield "05_class_conditioning_cfg", (f"{h1[0]:.2f} / {h1[1]:.2f} at $w = 1$, {h15[0]:.2f} / {h15[1]:.2f} "
+                                        "at $w = 1.5$")
+
+    steps = refs["06_steps"]["rows"]
+    cell = lambda name: f"{steps[name]['ratio']:.2f}, {pct(steps[name]['accuracy'])} %"     # noqa: E731
+    yield "06_ddim", ("| $\\eta = 0$ | " + " | ".join(cell(f"DDIM eta=0 {s}") for s in (10, 20, 50, 100)) + " |")
+    yield "06_ddim", f"| $\\eta = 1$ | {cell('DDIM eta=1 10')} | | {cell('DDIM eta=1 50')} | |"
+    r = {s: steps[f"DDIM eta=0 {s}"]["ratio"] for s in (10, 50, 100)}
+    yield "06_ddim", f"from {r[10]:.2f} times its floor at 10 steps to {r[50]:.2f} at 50 and {r[100]:.2f} at 100"
+    eta1 = steps["DDIM eta=1 50"]
+    yield "06_ddim", (f"score the same {eta1['ratio']:.2f} (halves {eta1['ratio_per_seed'][0]:.2f} and "
+                      f"{eta1['ratio_per_seed'][1]:.2f})")
+    assert f"{eta1['ratio']:.2f}" == f"{w15['ratio']:.2f}", "06 says DDIM-50 eta = 1 and 05's DDPM-50 score the same"
+
+    chain = refs["06_ddpm_1000"]["rows"]
+    full, ddim = chain["DDPM-1000 beta_tilde"], chain["DDIM eta=0 50"]
+    yield "06_ddim", (f"scores **{full['ratio']:.2f}** (Fréchet {full['frechet']:.1f}, halves "
+                      f"{full['ratio_per_seed'][0]:.2f} and {full['ratio_per_seed'][1]:.2f}), DDIM-50 "
+                      f"{ddim['ratio']:.2f} (Fréchet {ddim['frechet']:.1f}): {ddim['frechet'] / full['frechet']:.2f} "
+                      "times the distance")
+
+    latent = refs["07_latent"]["rows"]
+    best, w1l, w2l = latent["latent DDIM eta=0 50"], latent["latent DDIM eta=0 50 w=1"], latent["latent DDIM eta=0 50 w=2"]
+    yield "07_latent_diffusion", (f"{100 * w1l['accuracy']:.0f} % class-accurate (ratio {w1l['ratio']:.2f}), at "
+                                  f"$w = 2$ they are {100 * w2l['accuracy']:.2f} % accurate but less diverse "
+                                  f"({w2l['ratio']:.2f})")
+    yield "07_latent_diffusion", f"{pct(best['accuracy'])} % accurate at {best['ratio']:.2f} times the floor"
+    speedup = steps["DDIM eta=0 50"]["cpu_ms_per_sample"] / best["cpu_ms_per_sample"]
+    yield "07_latent_diffusion", f"about {speedup:.0f}x per sample in the reference run"
+
+
+CLAIMS = list(_claims(MANIFEST["references"]))
+
+
+@pytest.mark.parametrize("stem,claim", CLAIMS, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CLAIMS)])
+def test_the_prose_quotes_the_shipped_reference_runs(stem, claim):
+    assert claim in _markdown(stem), (f"notebooks/{stem}.ipynb should say {claim!r} (rendered from the manifest's "
+                                      "reference runs): update the sentence that quotes the old numbers")
+
+
+def test_a_stale_number_is_caught():
+    refs = json.loads(json.dumps(MANIFEST["references"]))
+    refs["06_steps"]["rows"]["DDIM eta=0 50"]["ratio"] += 0.1          # a re-measured model, prose not updated
+    stale = [c for stem, c in _claims(refs) if c not in _markdown(stem)]
+    assert len(stale) == 2 and stale[0].startswith("| $\\eta = 0$ |") and "times its floor" in stale[1]
+
+
+def test_pct_drops_only_a_trailing_zero():
+    assert (pct(0.967), pct(1.0), pct(0.9954), pct(0.99)) == ("96.7", "100", "99.5", "99")
