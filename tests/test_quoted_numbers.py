@@ -1,7 +1,8 @@
 """The notebooks' prose quotes the reference runs that are shipped, not those of an earlier model.
 
 Notebooks 05 to 07 state results in words ("the rule picks w = 1.5 ... a ratio of 1.83 against 1.09").
-Those numbers come from ``references`` in ``data/checkpoints/manifest.json``; re-exporting a model
+Those numbers come from ``references`` in ``data/checkpoints/manifest.json`` (and 06's class-to-class
+SDEdit from the table ``benchmarks/sdedit_3_to_8.py`` writes into BENCHMARKS.md); re-exporting a model
 re-measures them, and a sentence that still quotes the old values would state a result nobody measured.
 Each claim below is rendered from the manifest and must appear, word for word (whitespace aside), in the
 notebook's markdown. When one fails, update the sentence to the text the message shows.
@@ -79,7 +80,21 @@ def _claims(refs: dict) -> Iterator[tuple[str, str]]:
     yield "07_latent_diffusion", f"about {speedup:.0f}x per sample in the reference run"
 
 
-CLAIMS = list(_claims(MANIFEST["references"]))
+def _sdedit_claim() -> tuple[str, str]:
+    """06's class-to-class SDEdit paragraph, from the table ``benchmarks/sdedit_3_to_8.py`` wrote into BENCHMARKS.md."""
+    block = (ROOT / "BENCHMARKS.md").read_text().split("<!-- sdedit: begin -->")[1].split("<!-- sdedit: end -->")[0]
+    rows = {int(m[1]): (int(m[2]), float(m[3]), float(m[4]))
+            for m in re.finditer(r"^\| (\d+) \| (\d+) \| ([\d.]+)% \| ([\d.]+)% \|", block, re.M)}
+    n = re.search(r"the first (\d+) real 3s", block)[1]
+    early = min(as8 for i, (_, as8, _) in rows.items() if i <= 10)
+    t10, (t20, as8_20, as3_20) = rows[10][0], rows[20]
+    return "06_ddim", (f"the first {n} real 3s of the test set): at least {early:g} % of the edits read as an 8 from "
+                       f"every start up to $i_\\text{{start}} = 10$ ($t = {t10}$), and from $i_\\text{{start}} = 20$ "
+                       f"($t = {t20}$) {as3_20:g} % read as a 3 and " + ("none" if as8_20 == 0 else f"{as8_20:g} %")
+                       + " as an 8")
+
+
+CLAIMS = list(_claims(MANIFEST["references"])) + [_sdedit_claim()]
 
 
 @pytest.mark.parametrize("stem,claim", CLAIMS, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CLAIMS)])
