@@ -1,6 +1,7 @@
 """Reference runs: the notebook numbers too costly to recompute in `cpu`, measured once on the shipped checkpoints.
 
     python benchmarks/reference_runs.py run 05_w_sweep      # sample and keep every row not sampled yet (resumable)
+    python benchmarks/reference_runs.py run 05_w_sweep --seed 41   # only that half: two processes, one per seed
     python benchmarks/reference_runs.py export              # score them into data/checkpoints/manifest.json
     python benchmarks/reference_runs.py report              # the table, into BENCHMARKS.md's references block
     python benchmarks/reference_runs.py targets             # issue 15's targets against them, into BENCHMARKS.md
@@ -135,11 +136,14 @@ def _half_path(run: str, row: Row, seed: int) -> Path:
     return RUNS / run / f"{row.name.replace(' ', '_').replace('=', '')}.s{seed}.pt"
 
 
-def run(name: str, reverse: bool = False) -> None:
+def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
     """Sample every half of every row of run ``name`` not sampled yet (one thread).
 
-    ``reverse`` takes the rows last to first, so a second process can share a long run.
+    ``reverse`` takes the rows last to first, so a second process can share a long run; ``seed`` samples
+    only that half of every row, so two processes (one per seed in ``SEEDS``) split a run evenly.
     """
+    if seed is not None and seed not in SEEDS:
+        raise SystemExit(f"--seed must be one of the halves' seeds {SEEDS}, got {seed}")
     torch.set_num_threads(1)
     model_name, rows = RUNS_SPEC[name]
     rows = rows[::-1] if reverse else rows
@@ -147,7 +151,7 @@ def run(name: str, reverse: bool = False) -> None:
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     conditional = config["arch"].get("num_classes") is not None
     for row in rows:
-        for seed in SEEDS:
+        for seed in SEEDS if seed is None else (seed,):
             out = _half_path(name, row, seed)
             if out.exists():
                 continue
@@ -340,12 +344,13 @@ def main(argv: list[str] | None = None) -> None:
     run_p = sub.add_parser("run")
     run_p.add_argument("name", choices=sorted(RUNS_SPEC))
     run_p.add_argument("--reverse", action="store_true", help="rows last to first (a second process on the same run)")
+    run_p.add_argument("--seed", type=int, default=None, help=f"only this half of every row (one of {SEEDS})")
     sub.add_parser("export")
     sub.add_parser("report")
     sub.add_parser("targets", help="issue 15's targets against the measurements, into BENCHMARKS.md")
     a = p.parse_args(argv)
     if a.cmd == "run":
-        run(a.name, a.reverse)
+        run(a.name, a.reverse, a.seed)
     elif a.cmd == "export":
         export()
     elif a.cmd == "targets":

@@ -61,6 +61,10 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     monkeypatch.setattr(ref.metrics, "class_histogram", lambda x: torch.full((10,), 0.1))
     monkeypatch.setattr(ref.metrics, "evaluate_samples",
                         lambda x, y=None: {"frechet": float(len(x)), "floor": 1.0, "ratio": float(len(x)), "accuracy": 0.5})
+    ref.run("06_steps", seed=41)                                          # one lane: only its half
+    assert sorted(p.name for p in (tmp_path / "06_steps").iterdir()) == ["DDIM_eta0_2.s41.pt"]
+    with pytest.raises(SystemExit, match=r"--seed must be one of the halves' seeds \(40, 41\), got 7"):
+        ref.run("06_steps", seed=7)
     ref.run("06_steps")
     halves = sorted(p.name for p in (tmp_path / "06_steps").iterdir())
     assert halves == ["DDIM_eta0_2.s40.pt", "DDIM_eta0_2.s41.pt"]
