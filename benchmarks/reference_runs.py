@@ -302,7 +302,16 @@ def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
             continue
         r, n = found
         ok = r["accuracy"] >= acc and (ratio is None or r["ratio"] <= ratio)
-        out.append((label, f"w = {r['w']:g}: " + fmt(r), f"{n}, {r['sampler']}", "yes" if ok else "no"))
+        measured, verdict = f"w = {r['w']:g}: " + fmt(r), "yes" if ok else "no"
+        if ratio is not None:                        # the weights between, measured to see if one meets both
+            others = [o for name, o in refs["05_ddim50"]["rows"].items() if name not in ("DDIM eta=0 50 w=1", row)]
+            if others:
+                measured += "; other w: " + ", ".join(f"{o['w']:g}: {100 * o['accuracy']:.2f}% / {o['ratio']:.2f}"
+                                                      for o in others)
+            meeting = [o["w"] for o in others if o["accuracy"] >= acc and o["ratio"] <= ratio]
+            if meeting and not ok:
+                verdict = f"no at the chosen w; yes at w = {', '.join(f'{w:g}' for w in meeting)}"
+        out.append((label, measured, f"{n}, {r['sampler']}", verdict))
     latent = refs.get("07_latent", {}).get("rows", {})
     if latent:
         met = [r for r in latent.values() if r["accuracy"] >= ACC_LATENT and r["ratio"] <= RATIO_TARGET]

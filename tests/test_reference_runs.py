@@ -123,6 +123,9 @@ def test_targets_read_each_issue_15_target_off_its_run():
                                              "DDIM eta=0 50": _ref_row(2.5, frechet=59.0)}}}}
     met = [ok for _, _, _, ok in ref.targets(manifest)]
     assert met == ["yes", "no", "no", "yes, at w = 1.5", "yes"]          # 96% < 97%; ratio 1.6 > 1.5; 59 / 40 < 1.5
+    manifest["references"]["05_ddim50"]["rows"]["DDIM eta=0 50 w=1.25"] = _ref_row(1.45, 0.996, 1.25)
+    best_w = ref.targets(manifest)[2]
+    assert "other w: 1.25: 99.60% / 1.45" in best_w[1] and best_w[3] == "no at the chosen w; yes at w = 1.25"
     manifest["references"]["06_ddpm_1000"]["rows"]["DDIM eta=0 50"]["frechet"] = 61.0
     del manifest["references"]["05_ddim50"]
     met = [ok for _, _, _, ok in ref.targets(manifest)]
