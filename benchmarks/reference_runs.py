@@ -22,6 +22,8 @@ reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
                    between the two meets both halves of the best-w target.
 * ``06_ddpm_1000`` issue 15's DDIM-50 against DDPM-1000: the shipped (unconditional) DDPM with the full
                    1000-step ancestral chain (beta-tilde) and with DDIM-50 at eta = 0, on the same seeds.
+* ``06_cfg_1000``  the same comparison on the class-conditional model at w = 1 (one network pass per
+                   step, labels 0..9 in turn): does DDIM-50's gap to the full chain depend on the model?
 
 Every row draws n samples as two independent halves (seeds 40 and 41, one CPU thread, batches of
 ``BATCH`` with the network in channels-last memory format, about twice as fast on a CPU as batches
@@ -84,6 +86,8 @@ RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped mod
                           Row("DDIM eta=0 50 w=1.25", "ddim", 50, eta=0.0, w=1.25),     # between the two: both targets?
                           Row("DDIM eta=0 50 w=1.375", "ddim", 50, eta=0.0, w=1.375))),
     "06_ddpm_1000": ("ddpm", (Row("DDPM-1000 beta_tilde", "ddpm", 1000), Row("DDIM eta=0 50", "ddim", 50, eta=0.0))),
+    "06_cfg_1000": ("cfg", (Row("DDPM-1000 beta_tilde w=1", "ddpm", 1000, w=1.0),
+                            Row("DDIM eta=0 50 w=1", "ddim", 50, eta=0.0, w=1.0))),
 }
 
 
@@ -320,14 +324,16 @@ def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
                     f"{refs['07_latent']['n']}, {best['sampler']}", f"yes, at w = {best['w']:g}" if met else "no"))
     else:
         out.append(("latent: accuracy >= 99%, ratio <= 1.5", *missing("07_latent"), "open"))
-    full, ddim = _row(refs, "06_ddpm_1000", "DDPM-1000 beta_tilde"), _row(refs, "06_ddpm_1000", "DDIM eta=0 50")
-    if full and ddim:
-        q = ddim[0]["frechet"] / full[0]["frechet"]
-        out.append(("DDIM-50 within 1.5x of DDPM-1000 on Frechet (n >= 1000 each)",
-                    f"DDIM-50 {ddim[0]['frechet']:.1f}, DDPM-1000 {full[0]['frechet']:.1f}: {q:.2f}x",
-                    f"{full[1]}, unconditional DDPM", "yes" if q <= DDIM_VS_DDPM and full[1] >= 1000 else "no"))
-    else:
-        out.append(("DDIM-50 within 1.5x of DDPM-1000 on Frechet (n >= 1000 each)", *missing("06_ddpm_1000"), "open"))
+    for run, suffix, model in (("06_ddpm_1000", "", "unconditional DDPM"),
+                               ("06_cfg_1000", " w=1", "class-conditional, w = 1")):
+        full, ddim = _row(refs, run, "DDPM-1000 beta_tilde" + suffix), _row(refs, run, "DDIM eta=0 50" + suffix)
+        label = f"DDIM-50 within 1.5x of DDPM-1000 on Frechet (n >= 1000 each), {model}"
+        if full and ddim:
+            q = ddim[0]["frechet"] / full[0]["frechet"]
+            out.append((label, f"DDIM-50 {ddim[0]['frechet']:.1f}, DDPM-1000 {full[0]['frechet']:.1f}: {q:.2f}x",
+                        f"{full[1]}, {run}", "yes" if q <= DDIM_VS_DDPM and full[1] >= 1000 else "no"))
+        else:
+            out.append((label, *missing(run), "open"))
     return out
 
 

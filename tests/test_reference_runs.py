@@ -14,7 +14,8 @@ def _module():
 
 def test_every_notebook_run_is_specified_with_the_notebooks_sweeps():
     ref = _module()
-    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent", "05_ddim50", "06_ddpm_1000"}
+    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent", "05_ddim50", "06_ddpm_1000",
+                                    "06_cfg_1000"}
     steps = {row.name: row.steps for row in ref.RUNS_SPEC["06_ddpm_1000"][1]}     # issue 15: DDIM-50 vs DDPM-1000
     assert sorted(steps.values()) == [50, 1000]
     assert [row.w for row in ref.RUNS_SPEC["05_w_sweep"][1]] == list(ref.W_SWEEP)
@@ -122,11 +123,15 @@ def test_targets_read_each_issue_15_target_off_its_run():
         "06_ddpm_1000": {"n": 1000, "rows": {"DDPM-1000 beta_tilde": _ref_row(2.0, frechet=40.0),
                                              "DDIM eta=0 50": _ref_row(2.5, frechet=59.0)}}}}
     met = [ok for _, _, _, ok in ref.targets(manifest)]
-    assert met == ["yes", "no", "no", "yes, at w = 1.5", "yes"]          # 96% < 97%; ratio 1.6 > 1.5; 59 / 40 < 1.5
+    assert met == ["yes", "no", "no", "yes, at w = 1.5", "yes", "open"]  # 96% < 97%; ratio 1.6 > 1.5; 59 / 40 < 1.5
     manifest["references"]["05_ddim50"]["rows"]["DDIM eta=0 50 w=1.25"] = _ref_row(1.45, 0.996, 1.25)
     best_w = ref.targets(manifest)[2]
     assert "other w: 1.25: 99.60% / 1.45" in best_w[1] and best_w[3] == "no at the chosen w; yes at w = 1.25"
     manifest["references"]["06_ddpm_1000"]["rows"]["DDIM eta=0 50"]["frechet"] = 61.0
     del manifest["references"]["05_ddim50"]
     met = [ok for _, _, _, ok in ref.targets(manifest)]
-    assert met == ["yes", "open", "open", "yes, at w = 1.5", "no"]
+    assert met == ["yes", "open", "open", "yes, at w = 1.5", "no", "open"]
+    manifest["references"]["06_cfg_1000"] = {"n": 1000, "rows": {"DDPM-1000 beta_tilde w=1": _ref_row(1.2, frechet=30.0),
+                                                                 "DDIM eta=0 50 w=1": _ref_row(1.3, frechet=36.0)}}
+    last = ref.targets(manifest)[-1]
+    assert last[0].endswith("class-conditional, w = 1") and last[1].endswith("1.20x") and last[3] == "yes"
