@@ -154,9 +154,10 @@ def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
     model, config, decode, shape = _load(model_name)
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     conditional = config["arch"].get("num_classes") is not None
+    halves = SEEDS if seed is None else (seed,)
     for row in rows:
-        for seed in SEEDS if seed is None else (seed,):
-            out = _half_path(name, row, seed)
+        for half in halves:
+            out = _half_path(name, row, half)
             if out.exists():
                 continue
             n = N_PER_SEED_OF.get(name, N_PER_SEED)
@@ -166,12 +167,12 @@ def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
                 net, w = _OnePass(model, null=w == 0.0), None
             t0 = time.process_time()
             x = samplers.sample_batches(net, _scheduler(row, schedule), n, shape, labels=labels, guidance=w,
-                                        seed=seed, batch_size=BATCH, decode=decode, progress=False)
+                                        seed=half, batch_size=BATCH, decode=decode, progress=False)
             seconds = time.process_time() - t0
             images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds}, out)
-            print(f"{name} {row.name} seed {seed}: {seconds:.0f} CPU s", flush=True)
+            print(f"{name} {row.name} seed {half}: {seconds:.0f} CPU s", flush=True)
 
 
 def _halves(name: str, row: Row) -> list[dict] | None:

@@ -54,7 +54,7 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     monkeypatch.setattr(ref, "RUNS", tmp_path)
     monkeypatch.setattr(ref, "N_PER_SEED", 6)
     row = ref.Row("DDIM eta=0 2", "ddim", 2, eta=0.0, w=2.0)
-    monkeypatch.setitem(ref.RUNS_SPEC, "06_steps", ("cfg", (row,)))
+    monkeypatch.setitem(ref.RUNS_SPEC, "06_steps", ("cfg", (row, ref.Row("DDIM eta=0 1", "ddim", 1, eta=0.0, w=2.0))))
     from course_utils.unet import UNet
     model = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
     monkeypatch.setattr(ref, "_load", lambda name: (model, {"task": {"schedule": "linear", "T": 1000},
@@ -63,12 +63,12 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     monkeypatch.setattr(ref.metrics, "evaluate_samples",
                         lambda x, y=None: {"frechet": float(len(x)), "floor": 1.0, "ratio": float(len(x)), "accuracy": 0.5})
     ref.run("06_steps", seed=41)                                          # one lane: only its half
-    assert sorted(p.name for p in (tmp_path / "06_steps").iterdir()) == ["DDIM_eta0_2.s41.pt"]
+    assert sorted(p.name for p in (tmp_path / "06_steps").iterdir()) == ["DDIM_eta0_1.s41.pt", "DDIM_eta0_2.s41.pt"]
     with pytest.raises(SystemExit, match=r"--seed must be one of the halves' seeds \(40, 41\), got 7"):
         ref.run("06_steps", seed=7)
     ref.run("06_steps")
-    halves = sorted(p.name for p in (tmp_path / "06_steps").iterdir())
-    assert halves == ["DDIM_eta0_2.s40.pt", "DDIM_eta0_2.s41.pt"]
+    halves = sorted(p.name for p in (tmp_path / "06_steps").iterdir())           # every half of every row
+    assert halves == ["DDIM_eta0_1.s40.pt", "DDIM_eta0_1.s41.pt", "DDIM_eta0_2.s40.pt", "DDIM_eta0_2.s41.pt"]
     first = (tmp_path / "06_steps" / halves[0]).stat().st_mtime_ns
     ref.run("06_steps")                                                   # nothing left: nothing redrawn
     assert (tmp_path / "06_steps" / halves[0]).stat().st_mtime_ns == first
@@ -76,8 +76,8 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     r = entry["rows"]["DDIM eta=0 2"]
     assert entry["n"] == 12 and r["ratio"] == 12 and r["ratio_per_seed"] == [6, 6] and r["w"] == 2.0
     assert "accuracy" in r and r["sampler"] == "DDIM-2, eta 0" and len(r["hist"]) == 10
-    (tmp_path / "06_steps" / halves[1]).unlink()
-    assert ref.score("06_steps")["rows"] == {}                           # a row needs both halves
+    (tmp_path / "06_steps" / "DDIM_eta0_2.s41.pt").unlink()
+    assert list(ref.score("06_steps")["rows"]) == ["DDIM eta=0 1"]        # a row needs both halves
 
 
 def _fake_entry(ref, name, acc):
