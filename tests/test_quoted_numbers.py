@@ -115,7 +115,20 @@ def _sdedit_claim() -> tuple[str, str]:
                        + " as an 8")
 
 
-CLAIMS = list(_claims(MANIFEST["references"])) + [_sdedit_claim()]
+def _schedules_claim(scores: dict) -> tuple[str, str]:
+    """05's sentence on guidance intervals and rescaled guidance, from ``benchmarks/guidance_schedules.json``."""
+    rows = {r["setting"]: r for r in scores.values() if r["n"] == 1000}
+    low, w125 = rows["w = 1.5 for t < 500"], rows["w = 1.25"]
+    others = [r for name, r in rows.items() if not re.fullmatch(r"w = [\d.]+", name)]
+    cheapest = min(r["ratio"] for r in others if r["accuracy"] >= 0.996)
+    return "05_class_conditioning_cfg", (
+        f"$w = 1.5$ for $t < 500$ only scores {pct(low['accuracy'])} % / {low['ratio']:.2f}, where $w = 1.25$ "
+        f"throughout lands ({pct(w125['accuracy'])} % / {w125['ratio']:.2f}), and none of the {len(others)} such "
+        f"settings measured reads 99.6 % or more of the digits right at a ratio below {cheapest:.2f}")
+
+
+SCHEDULES = json.loads((ROOT / "benchmarks" / "guidance_schedules.json").read_text())
+CLAIMS = list(_claims(MANIFEST["references"])) + [_sdedit_claim(), _schedules_claim(SCHEDULES)]
 
 
 @pytest.mark.parametrize("stem,claim", CLAIMS, ids=[f"{s}-{i}" for i, (s, _) in enumerate(CLAIMS)])
@@ -129,6 +142,13 @@ def test_06s_equivalence_claim_still_holds():
     refs = MANIFEST["references"]
     eta1, w15 = refs["06_steps"]["rows"]["DDIM eta=1 50"], refs["05_w_sweep"]["rows"]["w = 1.5"]
     assert f"{eta1['ratio']:.2f}" == f"{w15['ratio']:.2f}", "06 says DDIM-50 eta = 1 and 05's DDPM-50 score the same"
+
+
+def test_a_re_measured_guidance_schedule_is_caught():
+    scores = json.loads(json.dumps(SCHEDULES))
+    scores["w = 1.5 for t < 500 | n = 1000"]["ratio"] += 0.05
+    stem, claim = _schedules_claim(scores)
+    assert claim not in _markdown(stem)
 
 
 def test_a_stale_number_is_caught():
