@@ -30,7 +30,9 @@ Every row draws n samples as two independent halves (seeds 40 and 41, one CPU th
 of 250 in the default format, which the older 04_ddpm run used): the Frechet distance is over all
 n against the floor at the same n, and the two halves,
 scored on their own, give the spread. Each half is kept in outputs/reference/<run>/ as soon as it
-is sampled, so a killed run resumes with the halves it has not drawn.
+is sampled, so a killed run resumes with the halves it has not drawn. Each half records the sha256 of
+the weights it was sampled from (the manifest's): once a model is re-exported, ``run`` samples its halves
+again and ``export`` ignores the old ones, so a retrained model is never scored on its predecessor's samples.
 """
 from __future__ import annotations
 
@@ -140,6 +142,21 @@ def _half_path(run: str, row: Row, seed: int) -> Path:
     return RUNS / run / f"{row.name.replace(' ', '_').replace('=', '')}.s{seed}.pt"
 
 
+def _weights_sha(model_name: str) -> str:
+    """The manifest's sha256 of the shipped weights behind ``model_name`` (the latent model: ldm and autoencoder)."""
+    models = json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())["models"]
+    parts = ("ldm", "autoencoder") if model_name == "ldm" else (model_name,)
+    return "+".join(models[m]["sha256"] for m in parts)
+
+
+def _current(path: Path, sha: str) -> dict | None:
+    """The half at ``path`` if it was sampled from the weights ``sha``; None if missing or from other weights."""
+    if not path.exists():
+        return None
+    half = torch.load(path, map_location="cpu", weights_only=True)
+    return half if half.get("weights_sha256") == sha else None
+
+
 def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
     """Sample every half of every row of run ``name`` not sampled yet (one thread).
 
@@ -155,11 +172,14 @@ def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     conditional = config["arch"].get("num_classes") is not None
     halves = SEEDS if seed is None else (seed,)
+    sha = _weights_sha(model_name)
     for row in rows:
         for half in halves:
             out = _half_path(name, row, half)
-            if out.exists():
+            if _current(out, sha) is not None:
                 continue
+            if out.exists():
+                print(f"{out.name} was sampled from other weights than the shipped {model_name}: sampling it again")
             n = N_PER_SEED_OF.get(name, N_PER_SEED)
             labels = torch.arange(n) % 10 if conditional else None
             net, w = model, row.w
@@ -171,15 +191,15 @@ def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
             seconds = time.process_time() - t0
             images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds}, out)
+            atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds, "weights_sha256": sha}, out)
             print(f"{name} {row.name} seed {half}: {seconds:.0f} CPU s", flush=True)
 
 
 def _halves(name: str, row: Row) -> list[dict] | None:
-    paths = [_half_path(name, row, s) for s in SEEDS]
-    if not all(p.exists() for p in paths):
-        return None
-    return [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    """Both halves of ``row``, if both were sampled from the shipped weights (a retrained model's halves are stale)."""
+    sha = _weights_sha(RUNS_SPEC[name][0])
+    halves = [_current(_half_path(name, row, s), sha) for s in SEEDS]
+    return None if any(h is None for h in halves) else halves
 
 
 def score(name: str) -> dict:

@@ -80,6 +80,38 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     assert list(ref.score("06_steps")["rows"]) == ["DDIM eta=0 1"]        # a row needs both halves
 
 
+def test_halves_of_other_weights_are_sampled_again_and_never_scored(tmp_path, monkeypatch):
+    ref = _module()
+    monkeypatch.setattr(ref, "RUNS", tmp_path)
+    monkeypatch.setattr(ref, "N_PER_SEED", 4)
+    monkeypatch.setitem(ref.RUNS_SPEC, "06_steps", ("cfg", (ref.Row("DDIM eta=0 1", "ddim", 1, eta=0.0, w=2.0),)))
+    from course_utils.unet import UNet
+    model = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
+    monkeypatch.setattr(ref, "_load", lambda name: (model, {"task": {"schedule": "linear", "T": 1000},
+                                                           "arch": {"num_classes": 10}}, None, (1, 28, 28)))
+    monkeypatch.setattr(ref.metrics, "class_histogram", lambda x: torch.full((10,), 0.1))
+    monkeypatch.setattr(ref.metrics, "evaluate_samples",
+                        lambda x, y=None: {"frechet": 2.0, "floor": 1.0, "ratio": 2.0, "accuracy": 0.5})
+    monkeypatch.setattr(ref, "_weights_sha", lambda name: "sha-of-the-old-cfg")
+    ref.run("06_steps")
+    assert list(ref.score("06_steps")["rows"]) == ["DDIM eta=0 1"]
+    monkeypatch.setattr(ref, "_weights_sha", lambda name: "sha-of-a-retrained-cfg")     # the model is re-exported
+    assert ref.score("06_steps")["rows"] == {}                   # its predecessor's samples are not scored
+    ref.run("06_steps")                                          # and are drawn again
+    halves = sorted((tmp_path / "06_steps").iterdir())
+    assert len(halves) == 2 and all(torch.load(p, weights_only=True)["weights_sha256"] == "sha-of-a-retrained-cfg"
+                                    for p in halves)
+    assert list(ref.score("06_steps")["rows"]) == ["DDIM eta=0 1"]
+
+
+def test_the_weights_of_a_run_are_the_manifests():
+    import json
+    from course_utils.paths import shipped_checkpoint_dir
+    ref, models = _module(), json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())["models"]
+    assert ref._weights_sha("ddpm") == models["ddpm"]["sha256"]
+    assert ref._weights_sha("ldm") == models["ldm"]["sha256"] + "+" + models["autoencoder"]["sha256"]
+
+
 def _fake_entry(ref, name, acc):
     model, rows = ref.RUNS_SPEC[name]
     return {"model": model, "n": 1000, "date": "2026-12-02", "rows": {
