@@ -40,3 +40,17 @@ def test_committed_figures_come_from_the_shipped_models(stem):
         assert re.search(rf"loaded {name} from \S*data/checkpoints/{name}\.pt", text), \
             f"{stem}: its figures do not come from the shipped {name!r} (no 'loaded {name} from data/checkpoints')"
         assert f"training {name} (" not in text, f"{stem} trained {name!r} instead of loading the shipped weights"
+
+
+CPU_COMMITTED = ["01_vae_recap"]    # the student's own trainings are the result: committed executed in `cpu`
+
+
+@pytest.mark.parametrize("stem", CPU_COMMITTED)
+def test_student_trained_notebooks_are_committed_from_a_cpu_run(stem):
+    text = _outputs(stem)
+    assert "Profile 'cpu'" in text, \
+        f"{stem} must be committed executed with COURSE_PROFILE=cpu (its figures are the student's trainings; CONTRIBUTING.md)"
+    rows = re.findall(r"^(VAE|GAN)\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s", text, flags=re.M)   # model, Frechet ratio
+    assert {m for m, _ in rows} == {"VAE", "GAN"}, f"{stem}: no metric table of the VAE and the GAN in its outputs"
+    for model, ratio in rows:          # a `smoke` run scores ratios above 100; the committed `cpu` run about 12
+        assert float(ratio) < 30, f"{stem}: the committed {model} scores {ratio}x the floor: its figures come from an untrained model"
