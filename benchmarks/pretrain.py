@@ -44,7 +44,9 @@ BUDGET_MB = 60.0                  # issue 15: the repository stays under 60 MB o
 ABLATIONS = {f"ddpm_ablation_{s}_{'attn' if a else 'noattn'}": (s, a) for s in ("linear", "cosine") for a in (True, False)}
 # notebook 05's learning-rate pair (warm-up + cosine against constant), same quarter
 LR_PAIR = {"cfg_lr_cosine": "cosine", "cfg_lr_constant": None}
-MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier", *ABLATIONS, *LR_PAIR)   # what the notebooks load
+# notebook 07's KL-weight table: three autoencoders (lambda = 1e-3, 1e-2, 1e-1), same quarter, the notebook's names
+KL_VARIANTS = {f"autoencoder_kl{w:g}": w for w in (1e-3, 1e-2, 1e-1)}
+MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier", *ABLATIONS, *LR_PAIR, *KL_VARIANTS)   # what the notebooks load
 ABLATION_BATCH, ABLATION_LR = 32, 1e-3      # four times the updates per CPU minute of batch 128 (BENCHMARKS: bs32)
 DDPM_PREDICTION = "v"     # the fastest recipe per CPU minute (BENCHMARKS: recipes); notebook 04 asks for it
 CFG_PREDICTION = "v"      # the same recipe for the class-conditional model; notebooks 05, 06 and 07 ask for it
@@ -239,13 +241,15 @@ def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
         elif name in LR_PAIR:
             train_diffusion(name, profile, x[: len(x) // 4], y[: len(y) // 4], p_uncond=0.1,
                             lr_schedule=LR_PAIR[name], epoch_key="cfg", epochs=epochs)
+        elif name in KL_VARIANTS:
+            autoencoder.train_autoencoder(profile, x[: len(x) // 4], kl_weight=KL_VARIANTS[name], name=name, epochs=epochs)
         elif name == "ldm":
             if ae is None:                  # the shipped autoencoder: its latents are the ones 07 loads
                 ae = _shipped_autoencoder(device)
             z = latent.encode_images(ae, x)
             latent.train_ldm(profile, z * latent.compute_scale_factor(z), y, autoencoder=ae, p_uncond=0.1,
                              epochs=epochs)
-        n_images = len(x) // 4 if name in ABLATIONS or name in LR_PAIR else len(x)
+        n_images = len(x) // 4 if name in ABLATIONS or name in LR_PAIR or name in KL_VARIANTS else len(x)
         print(f"{name}: {epochs} epochs x {n_images:,} images in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

@@ -79,6 +79,9 @@ NOTEBOOK_CALLS = {
                                              prediction="v"),                                   # 05-07 ask for v
     "noisy_classifier": lambda: guidance.train_noisy_classifier(CPU, *_images()),
     "autoencoder": lambda: autoencoder.train_autoencoder(CPU, _images()[0]),
+    **{f"autoencoder_kl{w:g}": (lambda w=w: autoencoder.train_autoencoder(CPU, _images()[0], kl_weight=w,
+                                                                        name=f"autoencoder_kl{w:g}"))
+       for w in (1e-3, 1e-2, 1e-1)},                                                       # 07's KL-weight table
     "ldm": lambda: latent.train_ldm(CPU, _unit_latents(), _images()[1], autoencoder=_shipped_autoencoder(),
                                     p_uncond=0.1),
 }
