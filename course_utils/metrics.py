@@ -197,7 +197,7 @@ def _reference_features(split: str, n: int) -> torch.Tensor:
 
 
 def frechet_floor(n: int) -> float:
-    """Frechet distance between ``n`` random training and ``n`` random test images: the best a model can do."""
+    """Frechet distance between ``n`` random training and ``n`` random test images: about what fresh real digits score."""
     n = min(n, 10000)
     return frechet_distance(_reference_features("train", n), _reference_features("test", n))
 
