@@ -35,7 +35,7 @@ from .validation import check_image_batch
 __all__ = ["MNISTClassifier", "CLASSIFIER_CONFIG", "train_classifier", "get_classifier", "classifier_accuracy",
            "features", "predict", "class_accuracy", "class_histogram", "gaussian_stats", "frechet_distance",
            "frechet_floor", "evaluate_samples", "reference_images", "class_spread", "record_trilemma",
-           "trilemma_table", "TRILEMMA_FILE"]
+           "trilemma_table", "TRILEMMA_FILE", "MIN_FRECHET_SAMPLES"]
 
 CLASSIFIER_CONFIG = {"model": "MNISTClassifier", "channels": [32, 32, 64], "features": 128}
 
@@ -179,6 +179,9 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
 
 
 REFERENCE_SEED = 0
+# Below this many samples a Frechet distance on 128-d features is mostly its small-sample bias: notebooks
+# print no live Frechet score under it (CONTRIBUTING.md, "A number too costly to recompute").
+MIN_FRECHET_SAMPLES = 500
 
 
 def reference_images(split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
