@@ -54,3 +54,36 @@ def test_student_trained_notebooks_are_committed_from_a_cpu_run(stem):
     assert {m for m, _ in rows} == {"VAE", "GAN"}, f"{stem}: no metric table of the VAE and the GAN in its outputs"
     for model, ratio in rows:          # a `smoke` run scores ratios above 100; the committed `cpu` run about 12
         assert float(ratio) < 30, f"{stem}: the committed {model} scores {ratio}x the floor: its figures come from an untrained model"
+
+
+def _markdown(stem: str) -> str:
+    nb = json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text())
+    return " ".join(" ".join("".join(c["source"]).split()) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def _claims() -> list[tuple[str, str]]:
+    """(notebook, sentence its markdown must contain), each rendered from the committed outputs it quotes."""
+    claims = []
+    table = dict((m, (r, h)) for m, r, h in re.findall(
+        r"^(VAE|GAN)\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+ / [\d.]+)", _outputs("01_vae_recap"), flags=re.M))
+    if table:
+        claims.append(("01_vae_recap", f"ratios {table['VAE'][0]} and {table['GAN'][0]} in the committed run"))
+        gan, vae = (table[m][1].replace(" / ", ", ") for m in ("GAN", "VAE"))
+        claims.append(("01_vae_recap", f"both GAN halves ({gan}) score above both VAE halves ({vae})"))
+    both = dict(re.findall(r"^(anagram \d/\d|plain \d)\s.*both:\s+(\d+)%", _outputs("06_ddim"), flags=re.M))
+    if len(both) == 2:
+        ana, plain = (both[k] for k in sorted(both))
+        claims.append(("06_ddim", f"{ana}% of the anagrams read as a 4 upright *and* a 7 upside down, against "
+                                  f"{plain}% of the plain 4s"))
+    kl = dict(re.findall(r"^\s+(0\.001|0\.1)\s+[\d.]+\s+[\d.]+%\s+([\d.]+)", _outputs("07_latent_diffusion"), flags=re.M))
+    if len(kl) == 2:
+        claims.append(("07_latent_diffusion", f"(from about {round(float(kl['0.001']), -1):.0f} to "
+                                              f"{float(kl['0.1']):.0f} nats)"))
+    return claims
+
+
+def test_sentences_quoting_the_committed_outputs_match_them():
+    claims = _claims()
+    assert len(claims) == 4, "a committed output that a sentence quotes is missing (re-run the notebook)"
+    for stem, sentence in claims:
+        assert sentence in _markdown(stem), f"{stem}: no sentence says {sentence!r} (the committed outputs changed?)"
