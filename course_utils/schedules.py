@@ -114,20 +114,28 @@ def q_step(x_prev: torch.Tensor, t: int, eps: torch.Tensor, betas: torch.Tensor)
 
 
 def q_sample_iterative(x0: torch.Tensor, t: int, betas: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, noises: torch.Tensor | None = None) -> torch.Tensor:
     """x_t by running :func:`q_step` for steps 0..t with fresh noise each step (02_forward_process).
 
     The slow way to the same distribution as :func:`q_sample`'s one jump: the t + 1 Gaussian
-    steps compose into N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I). Noise is drawn on the CPU
-    from ``generator`` and moved to ``x0``'s device. x0: (B, C, H, W) float; ``t`` an int in [0, T).
+    steps compose into N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I). x0: (B, C, H, W) float; ``t`` an
+    int in [0, T). ``noises``: the eps of each step, (t + 1, B, C, H, W), so a caller (02's check) can feed
+    two implementations the same draws; else they are drawn on the CPU from ``generator`` and moved to
+    ``x0``'s device.
     """
     check_image_batch(x0, "x0")
     betas = _check_betas(betas)
     if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(betas):
         raise ValueError(f"t must be an int in [0, {len(betas) - 1}], got {t!r}")
+    if noises is not None and tuple(noises.shape) != (t + 1, *x0.shape):
+        raise ValueError(f"noises must hold one eps per step, shape (t + 1, *x0.shape) = {(t + 1, *x0.shape)}, "
+                         f"got {tuple(noises.shape)}")
     x = x0
     for s in range(t + 1):
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)   # (B, C, H, W)
+        if noises is None:
+            eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)   # (B, C, H, W)
+        else:
+            eps = noises[s].to(device=x0.device, dtype=x0.dtype)
         x = q_step(x, s, eps, betas)
     return x
 

@@ -71,6 +71,20 @@ def test_q_step_is_one_step_of_the_chain():
     assert torch.allclose(once, q_step(x, 0, torch.randn(x.shape, generator=g2), s.betas))
 
 
+def test_q_sample_iterative_with_given_noises():
+    s = NoiseSchedule("cosine", 20)
+    x = torch.rand(3, 1, 4, 4) * 2 - 1
+    noises = torch.randn(6, 3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    expected = x
+    for step in range(6):
+        expected = q_step(expected, step, noises[step], s.betas)
+    assert torch.allclose(q_sample_iterative(x, 5, s.betas, noises=noises), expected)
+    drawn = q_sample_iterative(x, 5, s.betas, generator=torch.Generator().manual_seed(4))   # the same draws, in step order
+    assert torch.allclose(drawn, expected)
+    with pytest.raises(ValueError, match=r"one eps per step"):
+        q_sample_iterative(x, 4, s.betas, noises=noises)
+
+
 def test_sigma_from_alpha_bar():
     assert sigma_from_alpha_bar(1.0).item() == 0.0
     assert sigma_from_alpha_bar(0.2).item() == pytest.approx(2.0)
