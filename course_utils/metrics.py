@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, reference_run, save_checkpoint
 from .data import TensorLoader, load_mnist
 from .paths import data_dir, output_dir
 from .training import train
@@ -35,7 +35,7 @@ from .validation import check_image_batch
 __all__ = ["MNISTClassifier", "CLASSIFIER_CONFIG", "train_classifier", "get_classifier", "classifier_accuracy",
            "features", "predict", "class_accuracy", "class_histogram", "gaussian_stats", "frechet_distance",
            "frechet_floor", "evaluate_samples", "reference_images", "class_spread", "record_trilemma",
-           "trilemma_table", "TRILEMMA_FILE", "MIN_FRECHET_SAMPLES"]
+           "trilemma_table", "reference_trilemma_rows", "REFERENCE_TRILEMMA", "TRILEMMA_FILE", "MIN_FRECHET_SAMPLES"]
 
 CLASSIFIER_CONFIG = {"model": "MNISTClassifier", "channels": [32, 32, 64], "features": 128}
 
@@ -282,3 +282,31 @@ def trilemma_table() -> dict[str, dict]:
     except (OSError, ValueError):
         return {}
     return rows if isinstance(rows, dict) else {}
+
+
+# trilemma row -> (shipped reference run, its row): the sampler each notebook scores on a CPU
+REFERENCE_TRILEMMA = {
+    "DDPM (04)": ("04_ddpm", "DDPM-50 beta_tilde"),
+    "DDIM-50, CFG (06)": ("06_steps", "DDIM eta=0 50"),
+    "latent diffusion (07)": ("07_latent", "latent DDIM eta=0 50"),
+}
+
+
+def reference_trilemma_rows() -> dict[str, dict]:
+    """The trilemma rows of 04, 06 and 07 as the shipped reference runs measured them.
+
+    One row per entry of :data:`REFERENCE_TRILEMMA`, in the form :func:`trilemma_table` returns:
+    quality and coverage of the run's ``n`` samples, its one-thread CPU time per sample, ``profile``
+    ``"reference run <date>"`` and the ``sampler``. Notebook 07 shows them for the notebooks that did
+    not run in its output folder, so its table is never just its own row.
+    """
+    rows = {}
+    for name, (run_name, key) in REFERENCE_TRILEMMA.items():
+        run = reference_run(run_name)
+        r = run["rows"][key]
+        w = f", w = {r['w']:g}" if r.get("w") is not None else ""
+        rows[name] = {"frechet_ratio": round(float(r["ratio"]), 4),
+                      "class_hist_spread": round(class_spread(torch.tensor(r["hist"])), 4),
+                      "ms_per_sample": round(float(r["cpu_ms_per_sample"]), 4), "n": int(run["n"]),
+                      "profile": f"reference run {run['date']}", "sampler": f"{r['sampler']}{w}"}
+    return rows

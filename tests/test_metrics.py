@@ -134,3 +134,18 @@ def test_trilemma_record_and_table(tmp_path, monkeypatch):
         record_trilemma("GAN", 1.0, 0.1, 0.1, 0)
     with pytest.raises(ValueError, match="1-D"):
         class_spread(torch.zeros(2, 5))
+
+
+def test_reference_trilemma_rows_match_the_reference_runs_they_name():
+    from course_utils.checkpoint import reference_run
+    from course_utils.metrics import REFERENCE_TRILEMMA, class_spread, reference_trilemma_rows
+    rows = reference_trilemma_rows()
+    assert list(rows) == list(REFERENCE_TRILEMMA) == ["DDPM (04)", "DDIM-50, CFG (06)", "latent diffusion (07)"]
+    for name, (run_name, key) in REFERENCE_TRILEMMA.items():
+        run, row = reference_run(run_name), rows[name]
+        ref = run["rows"][key]
+        assert row["n"] == run["n"] >= 1000 and row["profile"] == f"reference run {run['date']}"
+        assert row["frechet_ratio"] == pytest.approx(ref["ratio"], abs=1e-4)
+        assert row["class_hist_spread"] == pytest.approx(class_spread(torch.tensor(ref["hist"])), abs=1e-4)
+        assert row["ms_per_sample"] == pytest.approx(ref["cpu_ms_per_sample"]) and row["sampler"].startswith(ref["sampler"])
+    assert "eta 0" in rows["DDIM-50, CFG (06)"]["sampler"] and "w = " in rows["latent diffusion (07)"]["sampler"]
