@@ -6,8 +6,8 @@ Pick one with the environment variable ``COURSE_PROFILE``:
   outputs committed with the notebooks): tiny budgets for what a notebook trains, but the shipped
   checkpoints of ``data/checkpoints/`` for every model whose training is not itself the exercise,
   so the committed figures show trained models (hence the shipped models' width).
-* ``cpu``:   a laptop: seconds to about five minutes per notebook on one thread (04 is the
-  longest; BENCHMARKS.md has the times). It loads the shipped checkpoints of ``data/checkpoints/``
+* ``cpu``:   a laptop: seconds to about five minutes per notebook on one thread (03, which trains
+  two denoisers, is the longest; BENCHMARKS.md has the times). It loads the shipped checkpoints of ``data/checkpoints/``
   and prints the shipped reference runs beside its small live metric runs.
 * ``full``:  the real course on one GPU.
 
