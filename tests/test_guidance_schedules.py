@@ -1,4 +1,4 @@
-"""benchmarks/guidance_schedules.py: guidance intervals and rescaled guidance on the shipped cfg model."""
+"""benchmarks/guidance_schedules.py: guidance intervals, rescaled guidance and autoguidance on the shipped cfg model."""
 from __future__ import annotations
 
 import json
@@ -39,6 +39,31 @@ def test_the_guided_estimate_is_cfg_inside_the_interval_and_the_conditional_mode
     r = gs.guided(model, gs.Setting("r", ((3.0, 0, 1000),), phi=1.0), x, inside, y)
     assert torch.allclose(r.std(dim=(1, 2, 3)), model(x, inside, y).std(dim=(1, 2, 3)), rtol=1e-4)
     assert not torch.allclose(r, samplers.guided_eps(model, x, inside, y, 3.0))
+
+
+class _Scaled(torch.nn.Module):
+    """A stand-in weaker model: eps = c x, whatever the label."""
+
+    num_classes = 10
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x, t, y):
+        return self.c * x
+
+
+def test_autoguidance_extrapolates_from_the_weaker_model_with_the_same_label(gs):
+    model, x, y, t = _Linear(), torch.randn(3, 1, 28, 28), torch.tensor([0, 5, 9]), torch.full((3,), 400)
+    s = gs.Setting("ag", ((2.0, 0, 1000),), guide="bad")
+    bad = _Scaled(0.5)
+    expected = 0.5 * x + 2.0 * (model(x, t, y) - 0.5 * x)        # eps_bad + w (eps - eps_bad)
+    assert torch.allclose(gs.guided(model, s, x, t, y, {"bad": bad}), expected)
+    assert not torch.allclose(expected, samplers.guided_eps(model, x, t, y, 2.0))   # not the unconditional direction
+    # a guide equal to the model itself changes nothing, whatever w
+    assert torch.allclose(gs.guided(model, s, x, t, y, {"bad": model}), model(x, t, y))
+    assert any(st.guide == "cfg_lr_cosine" for st in gs.SETTINGS)
 
 
 def test_samples_start_from_05_ddim50s_seed_40_noise_and_the_table_lists_them(gs, tmp_path):
