@@ -84,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("w = 2 for t >= 700 and t < 400", ((2.0, 700, 1000), (2.0, 0, 400))),
     Setting("w = 1.5, rescaled phi = 0.7", ((1.5, 0, 1000),), phi=0.7),
     Setting("w = 2, rescaled phi = 0.7", ((2.0, 0, 1000),), phi=0.7),
-    *(Setting(f"w = {w:g}, autoguidance by cfg_lr_cosine", ((w, 0, 1000),), guide="cfg_lr_cosine") for w in (1.5, 2.0, 3.0)),
+    *(Setting(f"w = {w:g}, autoguidance by cfg_lr_cosine", ((w, 0, 1000),), guide="cfg_lr_cosine") for w in (1.5, 2.0)),
 )
 
 
