@@ -98,6 +98,9 @@ def guided(model: torch.nn.Module, setting: Setting, x: torch.Tensor, t: torch.T
     if w == 1.0:
         return model(x, t, y)                                           # one pass: the conditional model
     if setting.guide is not None:                                       # Karras et al. 2024: D_1 + w (D_0 - D_1)
+        if not guides or setting.guide not in guides:
+            raise ValueError(f"setting {setting.name!r} guides with {setting.guide!r}: pass that model in guides "
+                             "(measure() loads it from data/checkpoints)")
         eps_bad = guides[setting.guide](x, t, y)                        # the same label, a weaker model
         return eps_bad + w * (model(x, t, y) - eps_bad)
     eps = samplers.guided_eps(model, x, t, y, w)                        # eps_u + w (eps_c - eps_u)

@@ -64,6 +64,8 @@ def test_autoguidance_extrapolates_from_the_weaker_model_with_the_same_label(gs)
     # a guide equal to the model itself changes nothing, whatever w
     assert torch.allclose(gs.guided(model, s, x, t, y, {"bad": model}), model(x, t, y))
     assert any(st.guide == "cfg_lr_cosine" for st in gs.SETTINGS)
+    with pytest.raises(ValueError, match="pass that model in guides"):
+        gs.guided(model, s, x, t, y)
 
 
 def test_samples_start_from_05_ddim50s_seed_40_noise_and_the_table_lists_them(gs, tmp_path):
