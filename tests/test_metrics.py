@@ -149,3 +149,12 @@ def test_reference_trilemma_rows_match_the_reference_runs_they_name():
         assert row["class_hist_spread"] == pytest.approx(class_spread(torch.tensor(ref["hist"])), abs=1e-4)
         assert row["ms_per_sample"] == pytest.approx(ref["cpu_ms_per_sample"]) and row["sampler"].startswith(ref["sampler"])
     assert "eta 0" in rows["DDIM-50, CFG (06)"]["sampler"] and "w = " in rows["latent diffusion (07)"]["sampler"]
+
+
+def test_record_reference_trilemma_writes_the_reference_row(tmp_path, monkeypatch):
+    from course_utils.metrics import record_reference_trilemma, reference_trilemma_rows, trilemma_table
+    monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
+    record_reference_trilemma("DDIM-50, CFG (06)")
+    assert trilemma_table() == {"DDIM-50, CFG (06)": reference_trilemma_rows()["DDIM-50, CFG (06)"]}
+    with pytest.raises(ValueError, match="no reference trilemma row for 'VAE'"):
+        record_reference_trilemma("VAE")
