@@ -84,6 +84,12 @@ def _claims() -> list[tuple[str, str]]:
         miss_as = sorted({m for a, pct, m in inp if pct == "0"})
         claims.append(("06_ddim", f"it reads {listed(always)} as asked in every fill and {listed(never)} in none, and "
                                   f"those misses read mostly as {' or '.join(miss_as)}"))
+    inv = {(int(k), w): v for k, w, v in re.findall(r"^\s+(\d+)\s+(none|w = 3)\s+(\d\.\d{4})$", _outputs("06_ddim"), flags=re.M)}
+    base = re.findall(r"^MSE between two different test digits: (\d\.\d{4})$", _outputs("06_ddim"), flags=re.M)
+    if len(inv) == 4 and base:
+        claims.append(("06_ddim", f"the reconstruction error is {inv[10, 'none']} at 10 steps, {inv[20, 'none']} at 20 "
+                                  f"and {inv[50, 'none']} at 50, and {inv[50, 'w = 3']} at 50 steps with $w = 3$, all far "
+                                  f"below the {base[0]} between two different test digits"))
     kl = dict(re.findall(r"^\s+(0\.001|0\.1)\s+[\d.]+\s+[\d.]+%\s+([\d.]+)", _outputs("07_latent_diffusion"), flags=re.M))
     if len(kl) == 2:
         claims.append(("07_latent_diffusion", f"(from about {round(float(kl['0.001']), -1):.0f} to "
@@ -93,6 +99,6 @@ def _claims() -> list[tuple[str, str]]:
 
 def test_sentences_quoting_the_committed_outputs_match_them():
     claims = _claims()
-    assert len(claims) == 5, "a committed output that a sentence quotes is missing (re-run the notebook)"
+    assert len(claims) == 6, "a committed output that a sentence quotes is missing (re-run the notebook)"
     for stem, sentence in claims:
         assert sentence in _markdown(stem), f"{stem}: no sentence says {sentence!r} (the committed outputs changed?)"

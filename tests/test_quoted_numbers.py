@@ -10,6 +10,7 @@ notebook's markdown. When one fails, update the sentence to the text the message
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Iterator
@@ -124,7 +125,7 @@ def _schedules_claim(scores: dict) -> tuple[str, str]:
     return "05_class_conditioning_cfg", (
         f"$w = 1.5$ for $t < 500$ only scores {pct(low['accuracy'])} % / {low['ratio']:.2f}, where $w = 1.25$ "
         f"throughout lands ({pct(w125['accuracy'])} % / {w125['ratio']:.2f}), and none of the {len(others)} such "
-        f"settings measured reads 99.6 % or more of the digits right at a ratio below {cheapest:.2f}")
+        f"settings measured reads 99.6 % or more of the digits right at a ratio below {math.floor(cheapest * 100) / 100:.2f}")
 
 
 def _autoguidance_claim(scores: dict) -> tuple[str, str]:
