@@ -17,13 +17,14 @@ Three published sampler-side levers might move that trade-off without more train
 * **autoguidance** (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
   extrapolate away from a weaker model with the *same* label, eps = eps_bad + w (eps - eps_bad), instead
   of away from the unconditional estimate; the weaker model here is the shipped ``cfg_lr_cosine`` (the
-  same network, trained 2 epochs on 15,000 images, against cfg's 12 on 60,000). On ImageNet it improves
+  same architecture with the eps target, trained 2 epochs on 15,000 images, against cfg's v target and 12
+  epochs on 60,000). On ImageNet it improves
   FID where CFG trades it away.
 
 Every setting samples the same starting noises: the first n of reference run 05_ddim50's seed-40 half
 (DDIM-50, eta = 0, labels 0..9 in turn), so settings compare with each other and with that run's
 constant-w rows on the same x_T. One CPU thread, batches of 50, channels-last weights; a guided
-setting of n = 1000 takes about 5 CPU minutes. Scores are kept in ``benchmarks/guidance_schedules.json``
+setting of n = 1000 takes 3 to 7 CPU minutes (autoguidance, two separate networks per step, about 13). Scores are kept in ``benchmarks/guidance_schedules.json``
 (committed), which ``report`` reads.
 """
 from __future__ import annotations

@@ -337,7 +337,7 @@ def main() -> int:
         export(src, label, args.metric_samples, args.best_w_from)
         return 0
     if args.export_only is None:
-        r = subprocess.run([sys.executable, "-m", "course_utils", "run", "--profile", args.profile, "--out", str(src)],
+        r = subprocess.run([sys.executable, "-m", "course_tools", "run", "--profile", args.profile, "--out", str(src)],
                            cwd=ROOT)
         if r.returncode != 0:
             print("some notebooks failed; exporting the checkpoints that exist")

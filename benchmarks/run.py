@@ -173,7 +173,8 @@ def main() -> int:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     lines = ["# Benchmarks", "",
-             f"Measured {dt.date.today().isoformat()} by `python benchmarks/run.py --profile {profile.name}`"
+             f"Measured {dt.date.today().isoformat()} by `python benchmarks/run.py --profile {profile.name}"
+             + (f" --n {args.n}" if args.n else "") + (f" --n-ddpm {args.n_ddpm}" if args.n_ddpm else "") + "`"
              f" on {platform.node() or 'this machine'}: {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} CPU threads, device **{dev}**"
              + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else "")

@@ -75,8 +75,13 @@ def _random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 
 
 
 def train_classifier(epochs: int = 6, n_train: int | None = None, device: str | torch.device = "cpu",
-                     seed: int = 0, batch_size: int = 128) -> tuple[MNISTClassifier, dict]:
-    """Train the metric classifier on MNIST (random shifts as augmentation); returns (model, history)."""
+                     seed: int = 0, batch_size: int = 128,
+                     resume_path: str | Path | None = None) -> tuple[MNISTClassifier, dict]:
+    """Train the metric classifier on MNIST (random shifts as augmentation); returns (model, history).
+
+    ``resume_path``: the training state is saved there after every epoch, and a later call with the
+    same arguments continues after the last finished epoch (:func:`~course_utils.training.train`).
+    """
     torch.manual_seed(seed)
     x, y = load_mnist("train", n=n_train, device=device)
     model = MNISTClassifier().to(device)
@@ -87,7 +92,9 @@ def train_classifier(epochs: int = 6, n_train: int | None = None, device: str | 
         return F.cross_entropy(m(_random_shift(xb, g)), yb)
 
     loader = TensorLoader(x, y, batch_size=batch_size, seed=seed)
-    history = train(model, loss_fn, loader, epochs, lr=2e-3, lr_schedule="cosine", desc="classifier")
+    resume_config = {**CLASSIFIER_CONFIG, "n_train": n_train, "seed": seed, "batch_size": batch_size}
+    history = train(model, loss_fn, loader, epochs, lr=2e-3, lr_schedule="cosine", desc="classifier",
+                    resume_path=resume_path, resume_config=resume_config, generator=g)
     return model.eval(), history
 
 
@@ -107,15 +114,22 @@ def _cached_classifier(path: str, device: str) -> MNISTClassifier:
 
 def get_classifier(device: str | torch.device = "cpu", path: str | Path | None = None,
                    retrain_epochs: int = 2) -> MNISTClassifier:
-    """The shipped metric classifier (``data/classifier.pt``); retrained and saved if absent or corrupt."""
+    """The shipped metric classifier (``data/classifier.pt``); retrained and saved if absent or corrupt.
+
+    The retraining keeps a resume state in ``outputs/checkpoints/classifier.resume.pt`` after every
+    epoch, so an interrupted one continues where it stopped; it is deleted once the classifier is saved.
+    """
     path = Path(path or data_dir() / "classifier.pt")
     try:
         return _cached_classifier(str(path), str(device))
     except CheckpointError as e:
         print(f"metric classifier unavailable ({e}); retraining it for {retrain_epochs} epochs")
-    model, history = train_classifier(epochs=retrain_epochs, device=device)
+    resume = output_dir() / "checkpoints" / "classifier.resume.pt"
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    model, history = train_classifier(epochs=retrain_epochs, device=device, resume_path=resume)
     acc = classifier_accuracy(model.cpu())
     save_checkpoint(path, model, CLASSIFIER_CONFIG, history, meta={"test_accuracy": acc, "epochs": retrain_epochs})
+    resume.unlink(missing_ok=True)
     _cached_classifier.cache_clear()
     return _cached_classifier(str(path), str(device))
 

@@ -95,9 +95,10 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
     images of notebook 03.
 
     ``resume_path``: after every epoch the whole training state (weights, optimizer, LR
-    schedule, EMA, history, the state of ``generator`` and the loader's epoch) is saved there
-    atomically; a later call with the same ``resume_config`` and ``epochs`` continues after the
-    last finished epoch instead of starting over, and ends where an uninterrupted run would.
+    schedule, EMA, history, the states of ``generator`` and of torch's global CPU random stream
+    (dropout), and the loader's epoch) is saved there atomically; a later call with the same
+    ``resume_config`` and ``epochs`` continues after the last finished epoch instead of starting
+    over, and ends where an uninterrupted run would.
     Deleting the file is always safe; :func:`~course_utils.checkpoint.load_or_train` deletes it once
     the final checkpoint is saved.
 
@@ -130,6 +131,8 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
             generator.set_state(state["generator"])
         if hasattr(loader, "_epoch"):
             loader._epoch = int(state["loader_epoch"])  # type: ignore[attr-defined]
+        if state.get("torch_rng") is not None:          # the global CPU stream (dropout), absent from older states
+            torch.set_rng_state(state["torch_rng"])
         history = state["history"]
         start = int(state["epoch"])
         print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
@@ -190,6 +193,7 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
                 "ema": ema.module.state_dict() if ema is not None else None,
                 "ema_updates": ema.num_updates if ema is not None else 0,
                 "generator": generator.get_state() if generator is not None else None,
+                "torch_rng": torch.get_rng_state(),
                 "loader_epoch": getattr(loader, "_epoch", epoch + 1), "history": history}, resume_path)
     bar.close()
     model.eval()

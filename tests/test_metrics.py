@@ -158,3 +158,26 @@ def test_record_reference_trilemma_writes_the_reference_row(tmp_path, monkeypatc
     assert trilemma_table() == {"DDIM-50, CFG (06)": reference_trilemma_rows()["DDIM-50, CFG (06)"]}
     with pytest.raises(ValueError, match="no reference trilemma row for 'VAE'"):
         record_reference_trilemma("VAE")
+
+
+def test_an_interrupted_classifier_training_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from course_utils import metrics
+    reference, _ = metrics.train_classifier(epochs=2, n_train=256, batch_size=128)       # 2 steps per epoch
+    shift, calls = metrics._random_shift, []
+
+    def dies_in_epoch_two(x, generator, *args):
+        calls.append(1)
+        if len(calls) == 3:                                 # the first batch of the second epoch
+            raise KeyboardInterrupt
+        return shift(x, generator, *args)
+
+    resume = tmp_path / "classifier.resume.pt"
+    monkeypatch.setattr(metrics, "_random_shift", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        metrics.train_classifier(epochs=2, n_train=256, batch_size=128, resume_path=resume)
+    assert resume.exists()
+    monkeypatch.setattr(metrics, "_random_shift", shift)
+    resumed, history = metrics.train_classifier(epochs=2, n_train=256, batch_size=128, resume_path=resume)
+    assert len(history["epoch_loss"]) == 2
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)

@@ -73,3 +73,20 @@ def test_the_latent_model_alone_trains_on_the_shipped_autoencoders_latents(tmp_p
     monkeypatch.setattr(pretrain, "shipped_checkpoint_dir", lambda: tmp_path)     # nothing shipped
     with pytest.raises(SystemExit, match="autoencoder=M"):
         pretrain._plan(["ldm=3"])
+
+
+def test_the_default_path_runs_the_notebooks_through_the_course_runner(monkeypatch):
+    """`python benchmarks/pretrain.py --profile P` executes the notebooks with `python -m course_tools run`, then exports."""
+    import subprocess
+    import sys
+    pretrain = _pretrain()
+    calls, exported = [], []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(pretrain, "export", lambda src, label, n, best_w: exported.append((src.name, label, n)))
+    monkeypatch.setattr(sys, "argv", ["pretrain.py", "--profile", "cpu", "--metric-samples", "7"])
+    assert pretrain.main() == 0
+    (cmd,) = calls
+    assert cmd[1:4] == ["-m", "course_tools", "run"] and cmd[cmd.index("--profile") + 1] == "cpu"
+    import importlib.util
+    assert importlib.util.find_spec(cmd[2] + ".__main__") is not None          # a module that `python -m` can run
+    assert exported == [("run-cpu", "cpu", 7)]
