@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -64,6 +65,24 @@ def _show_pair(got: torch.Tensor, want: torch.Tensor, title: str) -> None:
         pass
 
 
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """Compute in full float32 on a CUDA GPU: TF32 off for cuDNN convolutions (on by default) and matmuls.
+
+    TF32 rounds to about 1e-3 relative and cuDNN picks its algorithm by batch size, so a correct answer
+    that batches its network calls differently from the reference (05's two guided passes in one batch
+    or two) could miss the checks' tolerances there. No effect on a CPU.
+    """
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4, where: str = "output") -> None:
     """Raise ``AssertionError`` describing the first difference between ``got`` and ``want``."""
     if isinstance(want, (tuple, list)):
@@ -101,7 +120,10 @@ def compare(got: Any, want: Any, atol: float = 1e-5, rtol: float = 1e-4, where: 
             raise AssertionError(f"{where}: {n} of {g.numel()} entries differ")
         return
     if isinstance(want, float) or isinstance(got, float):
-        if not isinstance(got, (int, float)) or abs(got - want) > atol + rtol * abs(want):
+        if isinstance(want, float) and not isinstance(got, (int, float)):
+            raise AssertionError(f"{where}: expected a Python float (e.g. float(x) or x.item()), got {type(got).__name__} "
+                                 f"{got!r}")
+        if abs(got - want) > atol + rtol * abs(want):
             raise AssertionError(f"{where}: got {got!r}, expected {want!r}")
         return
     if got != want:
@@ -121,9 +143,11 @@ def check_function(student: Callable, reference: Callable, cases: Sequence[tuple
     name = name or getattr(student, "__name__", "function")
     for i, case in enumerate(cases):
         args, kwargs = ((), case) if isinstance(case, dict) else (tuple(case), {})
-        want = reference(*args, **kwargs)
+        with exact_float32():
+            want = reference(*args, **kwargs)
         try:
-            got = student(*args, **kwargs)
+            with exact_float32():
+                got = student(*args, **kwargs)
         except NotImplementedError as e:
             _note_unfinished(name)
             raise ExerciseNotDone(f"{name} is not implemented yet: {e}") from None

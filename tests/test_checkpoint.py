@@ -119,11 +119,11 @@ def _run(width: int = 3, epochs: int = 1, **changes) -> RunConfig:
 
 
 def test_run_config_sections():
-    cfg = _run()
-    assert cfg.arch == {"width": 3, "layers": [4, 3]}              # JSON form: tuples become lists
-    assert cfg.as_dict() == {"model": "Tiny", "arch": {"width": 3, "layers": [4, 3]}, "task": {"sigma": 0.5},
+    config = _run()
+    assert config.arch == {"width": 3, "layers": [4, 3]}              # JSON form: tuples become lists
+    assert config.as_dict() == {"model": "Tiny", "arch": {"width": 3, "layers": [4, 3]}, "task": {"sigma": 0.5},
                              "train": {"lr": 0.01, "epochs": 1}, "depends": {}}
-    assert cfg.identity() == {k: v for k, v in cfg.as_dict().items() if k != "train"}
+    assert config.identity() == {k: v for k, v in config.as_dict().items() if k != "train"}
     with pytest.raises(ValueError, match="model family"):
         RunConfig(model="", arch={})
     with pytest.raises(TypeError, match="RunConfig.train must be a dict"):
@@ -224,9 +224,9 @@ def test_shipped_weights_match_on_model_arch_task_and_depends(folders, capsys):
               "arch.width: saved 3, wanted 4": _run(width=4),
               "task.sigma: saved 0.5, wanted 1.0": _run(task={"sigma": 1.0}),
               "depends.autoencoder: saved '<absent>', wanted 'abc'": _run(depends={"autoencoder": "abc"})}
-    for reason, cfg in others.items():
+    for reason, config in others.items():
         m = _model(0)
-        load_or_train("tiny", m, cfg, _counting_train(m, calls), shipped=True)
+        load_or_train("tiny", m, config, _counting_train(m, calls), shipped=True)
         out = capsys.readouterr().out
         assert "refusing shipped checkpoint" in out and reason in out, out
         assert not _same_weights(m, shipped)

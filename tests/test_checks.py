@@ -148,3 +148,27 @@ def test_an_unfinished_exercise_stops_a_cell_with_one_line():
     assert "Exercise not finished: `q_sample`" in errors[5].traceback[0]
     assert "independent cell 42" in "".join(o.get("text", "") for o in cells[4].outputs)
     assert len(errors[6].traceback) > 1 and errors[6].ename == "ZeroDivisionError", "other errors keep their traceback"
+
+
+def test_a_python_float_is_asked_for_by_name():
+    import numpy as np
+    with pytest.raises(AssertionError, match="expected a Python float .* got float32"):
+        compare(np.float32(0.5), 0.5)
+    compare(1, 1.0)                                                        # an int that equals it is fine
+
+
+def test_checks_compute_in_full_float32_and_restore_the_flags():
+    seen = []
+
+    def student(x):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return x
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        check_function(student, lambda x: x, cases=[(torch.ones(2),)], quiet=True)
+        assert seen == [(False, False)]
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (before[0], True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before[1]

@@ -56,13 +56,13 @@ def test_train_denoiser_loss_decreases_and_reloads(tmp_path, monkeypatch):
     prof = dataclasses.replace(get_profile("smoke"), batch_size=16, width=4, epoch_budget={"denoiser": 2})
     x = _x(64, 12)
     probe = x[:3] + 0.5 * torch.randn(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
-    m, hist, cfg = D.train_denoiser(prof, x, probe=probe, lr=5e-3, name="t_denoiser", verbose=False)
+    m, hist, config = D.train_denoiser(prof, x, probe=probe, lr=5e-3, name="t_denoiser", verbose=False)
     assert len(hist["loss"]) == 8 and len(hist["epoch_loss"]) == 2
     assert hist["epoch_loss"][-1] < hist["epoch_loss"][0]
     assert torch.tensor(hist["probe_first_epoch"]).shape == (3, 1, 12, 12)
     assert torch.allclose(torch.tensor(hist["probe_last_epoch"]), D.denoise(m, probe), atol=1e-5)
-    assert cfg["model"] == "DenoiserUNet" and cfg["arch"] == {"in_channels": 1, "width": 4}
-    assert cfg["task"] == {"sigma": D.TRAIN_SIGMA} and cfg["train"]["epochs"] == 2
+    assert config["model"] == "DenoiserUNet" and config["arch"] == {"in_channels": 1, "width": 4}
+    assert config["task"] == {"sigma": D.TRAIN_SIGMA} and config["train"]["epochs"] == 2
     m2, hist2, _ = D.train_denoiser(prof, x, probe=probe, lr=5e-3, name="t_denoiser", verbose=False)   # reload
     assert hist2["probe_first_epoch"] == hist["probe_first_epoch"]
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
@@ -149,8 +149,8 @@ def test_train_denoiser_with_a_student_step_never_takes_shipped_weights(tmp_path
         return D.train_step(model, optimizer, x, sigma, eps)[0]            # the loss alone is fine too
 
     prof = dataclasses.replace(_prof(), use_pretrained=True, epoch_budget={"denoiser": 1})
-    _, hist, cfg = D.train_denoiser(prof, _x(32, 8), sigma=0.3, name="t_student", verbose=False, step=my_step)
-    assert calls == [0.3, 0.3] and len(hist["loss"]) == 2 and cfg["train"]["step"] == "my_step"
+    _, hist, config = D.train_denoiser(prof, _x(32, 8), sigma=0.3, name="t_student", verbose=False, step=my_step)
+    assert calls == [0.3, 0.3] and len(hist["loss"]) == 2 and config["train"]["step"] == "my_step"
     assert "grad_norm" not in hist
 
 

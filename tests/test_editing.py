@@ -13,7 +13,7 @@ from course_utils.samplers import DDIMScheduler, DDPMScheduler, StepNoise, ddim_
 from course_utils.schedules import NoiseSchedule
 from course_utils.unet import UNet
 
-SCHED = NoiseSchedule("linear", 1000)
+SCHEDULE = NoiseSchedule("linear", 1000)
 
 
 def _x(seed: int, shape=(2, 1, 8, 8)) -> torch.Tensor:
@@ -22,7 +22,7 @@ def _x(seed: int, shape=(2, 1, 8, 8)) -> torch.Tensor:
 
 def _oracle(x0: torch.Tensor):
     """The exact noise predictor of a data set holding the single image x0."""
-    ab = SCHED.alpha_bar
+    ab = SCHEDULE.alpha_bar
 
     def eps_fn(x, t):
         a = ab[t].view(-1, 1, 1, 1)
@@ -45,9 +45,9 @@ def test_inversion_round_trip_is_exact_for_a_noise_independent_of_x():
     e = _x(7)
     eps_fn = lambda x, t: e  # noqa: E731
     x0 = _x(1).clamp(-1, 1)
-    s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(25)
+    s = DDIMScheduler(SCHEDULE, eta=0.0, clip_sample=False).set_timesteps(25)
     x_T = ddim_invert(None, x0, s, eps_fn=eps_fn)
-    ab = SCHED.alpha_bar[999]
+    ab = SCHEDULE.alpha_bar[999]
     assert torch.allclose(x_T, ab.sqrt() * x0 + (1 - ab).sqrt() * e, atol=1e-4)
     back = sample(None, s, x0.shape, x_T=x_T, eps_fn=eps_fn, progress=False)
     assert (back - x0).abs().max() < 1e-3
@@ -59,7 +59,7 @@ def test_inversion_then_ddim_decoding_reconstructs_better_with_smaller_steps():
     x0 = _x(2).clamp(-1, 1)
     errs = []
     for steps in (10, 50, 200):
-        s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(steps)
+        s = DDIMScheduler(SCHEDULE, eta=0.0, clip_sample=False).set_timesteps(steps)
         x_T = ddim_invert(None, x0, s, eps_fn=eps_fn)
         back = sample(None, s, x0.shape, x_T=x_T, eps_fn=eps_fn, progress=False)
         errs.append((back - x0).abs().max().item())
@@ -69,18 +69,18 @@ def test_inversion_then_ddim_decoding_reconstructs_better_with_smaller_steps():
 def test_inversion_step_is_the_eta_zero_ddim_step_going_up():
     e = _x(7)
     x0 = _x(1).clamp(-1, 1)
-    s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(4)
+    s = DDIMScheduler(SCHEDULE, eta=0.0, clip_sample=False).set_timesteps(4)
     _, traj = ddim_invert(None, x0, s, eps_fn=lambda x, t: e, return_trajectory=True)
     ts = s.timesteps.flip(0).tolist()                                   # 0, 333, 666, 999
-    assert torch.equal(traj[0][1], ddim_step(x0, e, 1.0, SCHED.alpha_bar[0]))
+    assert torch.equal(traj[0][1], ddim_step(x0, e, 1.0, SCHEDULE.alpha_bar[0]))
     for (t_from, x_from), (t_to, x_to) in zip(traj, traj[1:]):
-        assert torch.equal(x_to, ddim_step(x_from, e, SCHED.alpha_bar[t_from], SCHED.alpha_bar[t_to], eta=0.0))
+        assert torch.equal(x_to, ddim_step(x_from, e, SCHEDULE.alpha_bar[t_from], SCHEDULE.alpha_bar[t_to], eta=0.0))
     assert [t for t, _ in traj] == ts
 
 
 def test_inversion_with_a_model_and_trajectory(tiny_cond_unet):
     x0 = _x(2).clamp(-1, 1)
-    s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(5)
+    s = DDIMScheduler(SCHEDULE, clip_sample=False).set_timesteps(5)
     x_T, traj = ddim_invert(tiny_cond_unet, x0, s, y=torch.tensor([3, 4]), guidance=1.0, return_trajectory=True)
     assert x_T.shape == x0.shape and torch.isfinite(x_T).all()
     assert [t for t, _ in traj] == s.timesteps.flip(0).tolist()
@@ -89,11 +89,11 @@ def test_inversion_with_a_model_and_trajectory(tiny_cond_unet):
 def test_inversion_refuses_ddpm_and_missing_model():
     x0 = _x(0)
     with pytest.raises(ValueError, match="DDIMScheduler"):
-        ddim_invert(None, x0, DDPMScheduler(SCHED), eps_fn=lambda x, t: x)
+        ddim_invert(None, x0, DDPMScheduler(SCHEDULE), eps_fn=lambda x, t: x)
     with pytest.raises(ValueError, match="model or an eps_fn"):
-        ddim_invert(None, x0, DDIMScheduler(SCHED).set_timesteps(5))
+        ddim_invert(None, x0, DDIMScheduler(SCHEDULE).set_timesteps(5))
     with pytest.raises(ValueError, match="shape"):
-        ddim_invert(None, x0[0], DDIMScheduler(SCHED).set_timesteps(5), eps_fn=lambda x, t: x)
+        ddim_invert(None, x0[0], DDIMScheduler(SCHEDULE).set_timesteps(5), eps_fn=lambda x, t: x)
 
 
 # ----------------------------------------------------------------------------- slerp
@@ -136,7 +136,7 @@ def test_slerp_bad_input():
 
 def test_sdedit_with_the_oracle_returns_the_data_point():
     x0 = _x(3).clamp(-1, 1)
-    s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(25)
+    s = DDIMScheduler(SCHEDULE, clip_sample=False).set_timesteps(25)
     for i_start in (0, 18, 24):
         out = sdedit(None, _x(4), s, i_start, eps_fn=_oracle(x0), generator=cpu_generator(0))
         assert torch.allclose(out, x0, atol=1e-3), i_start
@@ -145,7 +145,7 @@ def test_sdedit_with_the_oracle_returns_the_data_point():
 def test_sdedit_large_i_start_stays_close_to_the_input(tiny_cond_unet):
     """i_start counts from the noisy end (CS180): a late start adds little noise and keeps the input."""
     x0 = _x(5).clamp(-1, 1)
-    s = DDIMScheduler(SCHED).set_timesteps(25)
+    s = DDIMScheduler(SCHEDULE).set_timesteps(25)
     near = sdedit(tiny_cond_unet, x0, s, 24, y=2, guidance=2.0, generator=cpu_generator(0))
     far = sdedit(tiny_cond_unet, x0, s, 5, y=2, guidance=2.0, generator=cpu_generator(0))
     assert (near - x0).abs().mean() < (far - x0).abs().mean()
@@ -154,7 +154,7 @@ def test_sdedit_large_i_start_stays_close_to_the_input(tiny_cond_unet):
 def test_sdedit_starts_at_the_indexed_timestep_and_runs_the_remaining_steps():
     """The noise estimate is queried at timesteps[i_start], timesteps[i_start + 1], ..., 0 and nowhere else."""
     x0, e = _x(3).clamp(-1, 1), _x(7)
-    s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(10)
+    s = DDIMScheduler(SCHEDULE, clip_sample=False).set_timesteps(10)
     seen = []
 
     def eps_fn(x, t):
@@ -166,7 +166,7 @@ def test_sdedit_starts_at_the_indexed_timestep_and_runs_the_remaining_steps():
 
 @pytest.mark.parametrize("i_start", [-1, 25, 3.0, True])
 def test_sdedit_i_start_out_of_range(i_start):
-    s = DDIMScheduler(SCHED).set_timesteps(25)
+    s = DDIMScheduler(SCHEDULE).set_timesteps(25)
     with pytest.raises(ValueError, match="i_start must be"):
         sdedit(None, _x(0), s, i_start, eps_fn=lambda x, t: x)
 
@@ -178,7 +178,7 @@ def test_inpaint_keeps_the_known_region_and_fills_the_hole():
     target = -x_known                                   # what the oracle model "believes" the data is
     mask = torch.ones(8, 8)
     mask[2:6, 2:6] = 0
-    s = DDIMScheduler(SCHED, clip_sample=False).set_timesteps(10)
+    s = DDIMScheduler(SCHEDULE, clip_sample=False).set_timesteps(10)
     out = inpaint(None, x_known, mask, s, eps_fn=_oracle(target), generator=cpu_generator(0))
     keep = mask.bool().expand_as(out)
     assert torch.equal(out[keep], x_known[keep])
@@ -191,7 +191,7 @@ def test_inpaint_with_ddpm_and_a_class(tiny_cond_unet):
     x_known = _x(2).clamp(-1, 1)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1
-    out = inpaint(tiny_cond_unet, x_known, mask, DDPMScheduler(SCHED).set_timesteps(5), y=torch.tensor([1, 7]),
+    out = inpaint(tiny_cond_unet, x_known, mask, DDPMScheduler(SCHEDULE).set_timesteps(5), y=torch.tensor([1, 7]),
                   guidance=3.0, generator=cpu_generator(0))
     assert out.shape == x_known.shape and torch.equal(out[..., :4], x_known[..., :4])
 
@@ -237,7 +237,7 @@ def test_anagram_eps_averages_two_guided_estimates(tiny_cond_unet):
 
 
 def test_visual_anagram_runs_and_checks_input(tiny_cond_unet):
-    s = DDIMScheduler(SCHED).set_timesteps(4)
+    s = DDIMScheduler(SCHEDULE).set_timesteps(4)
     out = visual_anagram(tiny_cond_unet, s, (2, 1, 8, 8), 6, 9, generator=cpu_generator(0))
     assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="unknown view"):
@@ -253,7 +253,7 @@ def test_visual_anagram_runs_and_checks_input(tiny_cond_unet):
 def test_ddim_invert_with_a_step_fn_gets_tensors_and_matches_the_default():
     e = _x(7)
     x0 = _x(1).clamp(-1, 1)
-    s = DDIMScheduler(SCHED, eta=0.0, clip_sample=False).set_timesteps(6)
+    s = DDIMScheduler(SCHEDULE, eta=0.0, clip_sample=False).set_timesteps(6)
     seen = []
 
     def step_fn(x, eps, ab_s, ab_t):
@@ -265,7 +265,7 @@ def test_ddim_invert_with_a_step_fn_gets_tensors_and_matches_the_default():
 
 
 def test_denoise_from_with_step_noise_matches_sample(tiny_cond_unet):
-    s = DDIMScheduler(SCHED, eta=0.7).set_timesteps(6)
+    s = DDIMScheduler(SCHEDULE, eta=0.7).set_timesteps(6)
     x_T, noise, y = _x(3), StepNoise((2, 1, 8, 8), 4), torch.tensor([1, 2])
     want = sample(tiny_cond_unet, s, x_T.shape, x_T=x_T, y=y, guidance=2.0, noise_fn=noise, progress=False)
     got = denoise_from(s, x_T, 0, lambda x, t: guided_eps(tiny_cond_unet, x, t, y, 2.0), noise_fn=noise)
@@ -277,10 +277,10 @@ def test_denoise_from_with_step_noise_matches_sample(tiny_cond_unet):
 
 def test_sdedit_with_eps_and_step_noise_is_q_sample_then_the_remaining_steps(tiny_cond_unet):
     x0, eps, noise = _x(5).clamp(-1, 1), _x(6), StepNoise((2, 1, 8, 8), 7)
-    s = DDIMScheduler(SCHED, eta=1.0).set_timesteps(10)
+    s = DDIMScheduler(SCHEDULE, eta=1.0).set_timesteps(10)
     got = sdedit(tiny_cond_unet, x0, s, 4, y=3, guidance=2.0, eps=eps, noise_fn=noise)
     t = int(s.timesteps[4])
-    x_t = SCHED.alpha_bar[t].sqrt() * x0 + (1 - SCHED.alpha_bar[t]).sqrt() * eps
+    x_t = SCHEDULE.alpha_bar[t].sqrt() * x0 + (1 - SCHEDULE.alpha_bar[t]).sqrt() * eps
     y = torch.tensor([3, 3])
     want = denoise_from(s, x_t, 4, lambda x, tb: guided_eps(tiny_cond_unet, x, tb, y, 2.0), noise_fn=noise)
     assert torch.allclose(got, want, atol=1e-6)
@@ -295,12 +295,12 @@ def test_inpaint_with_passed_in_noise_replaces_the_known_region_at_every_level()
     noise, known = StepNoise((2, 1, 8, 8), 3), StepNoise((2, 1, 8, 8), 4)
     mask = torch.ones(8, 8)
     mask[:, 4:] = 0
-    s = DDIMScheduler(SCHED, eta=0.5, clip_sample=False).set_timesteps(5)
+    s = DDIMScheduler(SCHEDULE, eta=0.5, clip_sample=False).set_timesteps(5)
     seen = []
 
     def eps_fn(x, t):
         level = int(t[0])
-        ab = SCHED.alpha_bar[level]
+        ab = SCHEDULE.alpha_bar[level]
         want = ab.sqrt() * x_known + (1 - ab).sqrt() * known(level)
         seen.append(torch.allclose(x[..., :4], want[..., :4], atol=1e-6))
         return 0.1 * x

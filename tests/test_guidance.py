@@ -15,7 +15,7 @@ from course_utils.samplers import DDIMScheduler, sample
 from course_utils.schedules import NoiseSchedule
 from course_utils.unet import UNet
 
-SCHED = NoiseSchedule("linear", 1000)
+SCHEDULE = NoiseSchedule("linear", 1000)
 
 
 def clf() -> NoisyClassifier:
@@ -62,19 +62,19 @@ def test_guided_eps_formula_and_scale_zero():
     g = cpu_generator(0)
     eps, grad = randn(2, 1, 28, 28, generator=g), randn(2, 1, 28, 28, generator=g)
     t = torch.tensor([100, 900])
-    got = apply_classifier_guidance(eps, grad, t, 2.5, SCHED.alpha_bar)
-    ab = SCHED.alpha_bar[t].view(-1, 1, 1, 1)
+    got = apply_classifier_guidance(eps, grad, t, 2.5, SCHEDULE.alpha_bar)
+    ab = SCHEDULE.alpha_bar[t].view(-1, 1, 1, 1)
     assert torch.allclose(got, eps - 2.5 * (1 - ab).sqrt() * grad)
-    assert torch.allclose(apply_classifier_guidance(eps, grad, t, 0.0, SCHED.alpha_bar), eps)
+    assert torch.allclose(apply_classifier_guidance(eps, grad, t, 0.0, SCHEDULE.alpha_bar), eps)
     torch.manual_seed(0)
     unet = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
     x = randn(2, 1, 28, 28, generator=g)
     y = torch.tensor([4, 5])
     with torch.no_grad():
         eps_u = unet(x, t)                                                   # null label
-    assert torch.allclose(classifier_guided_eps(unet, clf(), x, t, y, 0.0, SCHED.alpha_bar), eps_u)
+    assert torch.allclose(classifier_guided_eps(unet, clf(), x, t, y, 0.0, SCHEDULE.alpha_bar), eps_u)
     want = eps_u - 3.0 * (1 - ab).sqrt() * classifier_log_prob_grad(clf(), x, t, y)
-    assert torch.allclose(classifier_guided_eps(unet, clf(), x, t, y, 3.0, SCHED.alpha_bar), want, atol=1e-6)
+    assert torch.allclose(classifier_guided_eps(unet, clf(), x, t, y, 3.0, SCHEDULE.alpha_bar), want, atol=1e-6)
 
 
 def test_guidance_raises_on_bad_labels_and_scale():
@@ -83,13 +83,13 @@ def test_guidance_raises_on_bad_labels_and_scale():
     with pytest.raises(ValueError, match="labels must lie"):
         classifier_log_prob_grad(c, x, t, torch.tensor([3, 10]))             # 10 is no digit
     with pytest.raises(ValueError, match="labels must lie"):
-        classifier_guidance_fn(c, c, torch.tensor([-1]), 1.0, SCHED.alpha_bar)
+        classifier_guidance_fn(c, c, torch.tensor([-1]), 1.0, SCHEDULE.alpha_bar)
     with pytest.raises(ValueError, match="shape"):
         classifier_log_prob_grad(c, x, t, torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="finite"):
-        apply_classifier_guidance(x, x, t, float("nan"), SCHED.alpha_bar)
+        apply_classifier_guidance(x, x, t, float("nan"), SCHEDULE.alpha_bar)
     with pytest.raises(ValueError, match="grad_log_p has shape"):
-        apply_classifier_guidance(x, x[:1], t, 1.0, SCHED.alpha_bar)
+        apply_classifier_guidance(x, x[:1], t, 1.0, SCHEDULE.alpha_bar)
 
 
 def test_guidance_pushes_the_classifier_toward_the_label():
@@ -97,7 +97,7 @@ def test_guidance_pushes_the_classifier_toward_the_label():
     c = clf()
     torch.manual_seed(0)
     unet = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False)).eval()
-    s = DDIMScheduler(SCHED).set_timesteps(4)
+    s = DDIMScheduler(SCHEDULE).set_timesteps(4)
     y = torch.full((4,), 3)
     shape = (4, 1, 28, 28)
 
@@ -107,7 +107,7 @@ def test_guidance_pushes_the_classifier_toward_the_label():
 
     plain = sample(unet, s, shape, generator=cpu_generator(0), progress=False)
     guided = sample(unet, s, shape, generator=cpu_generator(0), progress=False,
-                    eps_fn=classifier_guidance_fn(unet, c, y, 50.0, SCHED.alpha_bar))
+                    eps_fn=classifier_guidance_fn(unet, c, y, 50.0, SCHEDULE.alpha_bar))
     assert score(guided) > score(plain)
 
 
@@ -117,15 +117,15 @@ def test_loss_and_train_then_load(tmp_path, monkeypatch):
     x = torch.rand(p.batch_size, 1, 28, 28) * 2 - 1
     y = torch.arange(p.batch_size) % 10
     c = clf()
-    loss = noisy_classifier_loss(c, x, y, SCHED, generator=cpu_generator(0))
+    loss = noisy_classifier_loss(c, x, y, SCHEDULE, generator=cpu_generator(0))
     assert loss.dim() == 0 and 1.0 < loss.item() < 4.0                       # about log(10) at init
     with pytest.raises(ValueError, match="labels must lie"):
-        noisy_classifier_loss(c, x, y + 1, SCHED)
+        noisy_classifier_loss(c, x, y + 1, SCHEDULE)
     arch = noisy_classifier_config(p, base_channels=4)
-    m, hist, cfg = train_noisy_classifier(p, x, y, arch=arch, epochs=1)
-    assert len(hist["loss"]) == 1 and cfg["train"]["epochs"] == 1 and not m.training
-    assert cfg["model"] == "NoisyClassifier" and cfg["arch"] == arch
-    assert cfg["task"] == {"schedule": "linear", "T": p.num_timesteps}
+    m, hist, config = train_noisy_classifier(p, x, y, arch=arch, epochs=1)
+    assert len(hist["loss"]) == 1 and config["train"]["epochs"] == 1 and not m.training
+    assert config["model"] == "NoisyClassifier" and config["arch"] == arch
+    assert config["task"] == {"schedule": "linear", "T": p.num_timesteps}
     assert (tmp_path / "checkpoints" / "noisy_classifier.pt").exists()
     m2, hist2, _ = train_noisy_classifier(p, x, y, arch=arch, epochs=1)
     assert hist2["loss"] == pytest.approx(hist["loss"])
@@ -153,15 +153,15 @@ def test_hand_written_guided_loop_matches_sample_with_step_noise():
     c = clf()
     torch.manual_seed(0)
     unet = UNet(base_channels=8, channel_mults=(1, 2), attention=(False, False), num_classes=10).eval()
-    s = DDPMScheduler(SCHED).set_timesteps(3)
+    s = DDPMScheduler(SCHEDULE).set_timesteps(3)
     y, shape = torch.tensor([1, 6]), (2, 1, 28, 28)
     x_T, noise = randn(shape, generator=cpu_generator(1)), StepNoise(shape, seed=2)
     want = sample(unet, s, shape, x_T=x_T, noise_fn=noise, progress=False,
-                  eps_fn=classifier_guidance_fn(unet, c, y, 4.0, SCHED.alpha_bar))
+                  eps_fn=classifier_guidance_fn(unet, c, y, 4.0, SCHEDULE.alpha_bar))
     x = x_T
     for t in s.timesteps.tolist():
         tb = torch.full((2,), t)
-        eps = classifier_guided_eps(unet, c, x, tb, y, 4.0, SCHED.alpha_bar)
+        eps = classifier_guided_eps(unet, c, x, tb, y, 4.0, SCHEDULE.alpha_bar)
         with torch.no_grad():
             x = s.step(eps, t, x, noise=noise(t)).prev_sample
     assert torch.allclose(x, want, atol=1e-5)

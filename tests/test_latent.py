@@ -108,8 +108,8 @@ def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch, 
     torch.manual_seed(1)
     other = KLAutoencoder(width=8)
     assert weights_digest(other) != weights_digest(ae_fixture := KLAutoencoder(width=8))
-    _, _, cfg = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1)
-    assert cfg["depends"] == {"autoencoder": weights_digest(ae_fixture)}
+    _, _, config = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1)
+    assert config["depends"] == {"autoencoder": weights_digest(ae_fixture)}
     shipped = tmp_path / "data" / "checkpoints"
     shipped.mkdir(parents=True)
     (tmp_path / "out" / "checkpoints" / "ldm.pt").rename(shipped / "ldm.pt")
@@ -151,15 +151,15 @@ def test_weights_digest_survives_float16_export():
 
 
 def test_ldm_unet_samples_in_batches_and_throughput():
-    cfg = ldm_config(PROFILE)
-    assert cfg["in_channels"] == 4 and cfg["cond"] == "cross_attention" and cfg["num_classes"] == 10
+    config = ldm_config(PROFILE)
+    assert config["in_channels"] == 4 and config["cond"] == "cross_attention" and config["num_classes"] == 10
     torch.manual_seed(0)
-    model = make_unet({**cfg, "base_channels": 8}).eval()
-    sched = latent_scheduler(PROFILE, steps=3)
-    assert not sched.clip_sample and sched.num_inference_steps == 3
+    model = make_unet({**config, "base_channels": 8}).eval()
+    scheduler = latent_scheduler(PROFILE, steps=3)
+    assert not scheduler.clip_sample and scheduler.num_inference_steps == 3
     labels = torch.arange(5)
-    z = sample_batches(model, sched, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=2, progress=False)
-    z2 = sample_batches(model, sched, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=5,
+    z = sample_batches(model, scheduler, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=2, progress=False)
+    z2 = sample_batches(model, scheduler, 5, LATENT_SHAPE, labels=labels, guidance=3.0, seed=1, batch_size=5,
                         progress=False)
     assert z.shape == (5, *LATENT_SHAPE)
     assert torch.allclose(z, z2, atol=1e-5)            # batching does not change the samples
@@ -173,11 +173,11 @@ def test_ldm_unet_samples_in_batches_and_throughput():
 def test_train_autoencoder_saves_then_loads(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
     x = _images(128, seed=3)
-    m1, h1, cfg = train_autoencoder(PROFILE, x, epochs=1)
+    m1, h1, config = train_autoencoder(PROFILE, x, epochs=1)
     assert (tmp_path / "checkpoints" / "autoencoder.pt").exists()
     assert len(h1["loss"]) == 1 and "kl" in h1
-    assert cfg["model"] == "KLAutoencoder" and cfg["arch"] == {"latent_channels": 4, "width": PROFILE.width}
-    assert cfg["task"] == {"kl_weight": 0.01}
+    assert config["model"] == "KLAutoencoder" and config["arch"] == {"latent_channels": 4, "width": PROFILE.width}
+    assert config["task"] == {"kl_weight": 0.01}
     m2, h2, _ = train_autoencoder(PROFILE, x, epochs=1)
     assert "loaded autoencoder" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
@@ -187,9 +187,9 @@ def test_train_autoencoder_saves_then_loads(tmp_path, monkeypatch, capsys):
 def test_train_autoencoder_variants_get_their_own_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
     x = _images(128, seed=4)
-    _, _, cfg = train_autoencoder(PROFILE, x, epochs=1, kl_weight=0.1, name="autoencoder_kl0.1")
+    _, _, config = train_autoencoder(PROFILE, x, epochs=1, kl_weight=0.1, name="autoencoder_kl0.1")
     assert (tmp_path / "checkpoints" / "autoencoder_kl0.1.pt").exists()
-    assert not (tmp_path / "checkpoints" / "autoencoder.pt").exists() and cfg["task"] == {"kl_weight": 0.1}
+    assert not (tmp_path / "checkpoints" / "autoencoder.pt").exists() and config["task"] == {"kl_weight": 0.1}
 
 
 def test_sample_images_is_sample_batches_then_decode(ae):

@@ -23,8 +23,8 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_gan_trains_through_the_recipe_then_loads(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
-    m1, h1, cfg = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan")
-    assert cfg["model"] == "GAN" and cfg["arch"] == {"latent_dim": 8, "width": 4} and cfg["train"]["epochs"] == 1
+    m1, h1, config = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan")
+    assert config["model"] == "GAN" and config["arch"] == {"latent_dim": 8, "width": 4} and config["train"]["epochs"] == 1
     assert len(h1["d_loss"]) == 2 and not m1.training and (tmp_path / "checkpoints" / "t_gan.pt").exists()
     capsys.readouterr()
     m2, h2, _ = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan")
@@ -64,10 +64,10 @@ def _my_vae_loss(model, x, eps):
 def test_vae_trains_with_a_students_loss_and_the_same_eps(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path))
     _my_vae_loss.calls = []
-    m1, h1, cfg = recap.train_vae(PROFILE, _images(), latent_dim=3, name="t_vae_mine", loss=_my_vae_loss)
-    assert cfg["train"]["loss"] == "_my_vae_loss" and _my_vae_loss.calls == [(16, 3), (16, 3)]
-    m2, h2, cfg2 = recap.train_vae(PROFILE, _images(), latent_dim=3, name="t_vae_ref")
-    assert "loss" not in cfg2["train"]
+    m1, h1, config = recap.train_vae(PROFILE, _images(), latent_dim=3, name="t_vae_mine", loss=_my_vae_loss)
+    assert config["train"]["loss"] == "_my_vae_loss" and _my_vae_loss.calls == [(16, 3), (16, 3)]
+    m2, h2, config2 = recap.train_vae(PROFILE, _images(), latent_dim=3, name="t_vae_ref")
+    assert "loss" not in config2["train"]
     assert h1["loss"] == h2["loss"] and h1["kl"] == h2["kl"] and _same(m1, m2)    # the eps are passed in: same run
 
 
@@ -80,8 +80,8 @@ def test_shipped_vae_is_not_used_for_a_students_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
     cpu_like = dataclasses.replace(PROFILE, use_pretrained=True)
     _my_vae_loss.calls = []
-    _, history, cfg = recap.train_vae(cpu_like, _images(), latent_dim=2, name="t_vae", loss=_my_vae_loss)
-    assert len(history["loss"]) == 2 and len(_my_vae_loss.calls) == 2 and cfg["train"]["loss"] == "_my_vae_loss"
+    _, history, config = recap.train_vae(cpu_like, _images(), latent_dim=2, name="t_vae", loss=_my_vae_loss)
+    assert len(history["loss"]) == 2 and len(_my_vae_loss.calls) == 2 and config["train"]["loss"] == "_my_vae_loss"
 
 
 def test_gan_trains_with_a_students_losses(tmp_path, monkeypatch):
@@ -96,13 +96,13 @@ def test_gan_trains_with_a_students_losses(tmp_path, monkeypatch):
         calls.append("g")
         return gan.generator_loss(fake_logits)
 
-    m1, h1, cfg = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan_mine", d_loss=my_d_loss,
+    m1, h1, config = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan_mine", d_loss=my_d_loss,
                                     g_loss=my_g_loss)
     assert calls == ["d", "g", "d", "g"]
-    assert cfg["train"]["d_loss"] == "my_d_loss" and cfg["train"]["g_loss"] == "my_g_loss"
+    assert config["train"]["d_loss"] == "my_d_loss" and config["train"]["g_loss"] == "my_g_loss"
     assert gan.discriminator_loss.__module__ == "course_utils.gan" and gan.generator_loss.__name__ == "generator_loss"
-    m2, h2, cfg2 = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan_ref")
-    assert "d_loss" not in cfg2["train"] and calls == ["d", "g", "d", "g"]       # the package's losses again
+    m2, h2, config2 = recap.train_dcgan(PROFILE, _images(), latent_dim=8, name="t_gan_ref")
+    assert "d_loss" not in config2["train"] and calls == ["d", "g", "d", "g"]       # the package's losses again
     assert h1["d_loss"] == h2["d_loss"] and h1["g_loss"] == h2["g_loss"] and _same(m1, m2)
 
 

@@ -65,19 +65,19 @@ class _Running:
     data: bytes | None = None
 
 
-def _grade_in_child(conn, task: _Task, course: list[CourseNotebook], cfg: GradeConfig, sandbox: Sandbox) -> None:
+def _grade_in_child(conn, task: _Task, course: list[CourseNotebook], grade_config: GradeConfig, sandbox: Sandbox) -> None:
     """The body of a student's grading process: grade, send the result as JSON, exit."""
     guard_grading_process()
-    result = grade_student(task.student, task.source, course, cfg, sandbox, task.report_dir, task.slot)
+    result = grade_student(task.student, task.source, course, grade_config, sandbox, task.report_dir, task.slot)
     conn.send_bytes(json.dumps(asdict(result)).encode())
     conn.close()
 
 
-def _start(task: _Task, course: list[CourseNotebook], cfg: GradeConfig, sandbox: Sandbox) -> _Running:
+def _start(task: _Task, course: list[CourseNotebook], grade_config: GradeConfig, sandbox: Sandbox) -> _Running:
     # fork: cheap (torch and the loaded hidden tests are inherited); the child only starts subprocesses
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_grade_in_child, args=(child, task, course, cfg, sandbox), daemon=True)
+    proc = ctx.Process(target=_grade_in_child, args=(child, task, course, grade_config, sandbox), daemon=True)
     proc.start()
     child.close()
     return _Running(task, proc, parent)
@@ -97,7 +97,7 @@ def _write_skipped(skipped: list[tuple[str, str]], path: Path) -> None:
 
 
 def grade_submissions(submissions_dir: str | Path, out_dir: str | Path, course: list[CourseNotebook],
-                      cfg: GradeConfig, sandbox: Sandbox, jobs: int = 1) -> Outcome:
+                      grade_config: GradeConfig, sandbox: Sandbox, jobs: int = 1) -> Outcome:
     """Grade every submission, ``jobs`` at a time; write the reports and the CSV as results arrive."""
     from tqdm.auto import tqdm
 
@@ -124,7 +124,7 @@ def grade_submissions(submissions_dir: str | Path, out_dir: str | Path, course: 
     try:
         while queue or running:
             while queue and len(running) < jobs:
-                running.append(_start(queue.pop(0), course, cfg, sandbox))
+                running.append(_start(queue.pop(0), course, grade_config, sandbox))
             ready = wait([r.conn for r in running if r.conn is not None] + [r.proc.sentinel for r in running])
             for r in running:
                 if r.conn is not None and r.conn in ready:
@@ -218,8 +218,8 @@ def prepare(course: list[CourseNotebook], secrets: list[Path], sandbox_mode: str
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     print(sandbox.describe())
-    cfg = GradeConfig(scratch=str(scratch), threads=max(1, min(4, (os.cpu_count() or 1) // jobs)), **settings)
-    return cfg, sandbox
+    grade_config = GradeConfig(scratch=str(scratch), threads=max(1, min(4, (os.cpu_count() or 1) // jobs)), **settings)
+    return grade_config, sandbox
 
 
 def main(args: argparse.Namespace) -> int:
@@ -233,18 +233,18 @@ def main(args: argparse.Namespace) -> int:
     try:
         course = load_course(args.notebooks_dir, args.hidden_tests_dir, args.deliverables)
         secrets = [args.notebooks_dir, args.hidden_tests_dir, args.submissions, args.out]
-        cfg, sandbox = prepare(course, secrets, args.sandbox, args.memory_mb, args.jobs, profile=args.profile,
+        grade_config, sandbox = prepare(course, secrets, args.sandbox, args.memory_mb, args.jobs, profile=args.profile,
                                timeout=args.timeout, test_timeout=args.test_timeout, keep_scratch=args.keep_scratch)
     except (ValueError, FileNotFoundError, SandboxUnavailable) as e:
         print(f"grade: {e}")
         return 1
     try:
-        outcome = grade_submissions(args.submissions, args.out, course, cfg, sandbox, jobs=args.jobs)
+        outcome = grade_submissions(args.submissions, args.out, course, grade_config, sandbox, jobs=args.jobs)
     finally:
         if args.keep_scratch:
-            print(f"scratch copies kept in {cfg.scratch}")
+            print(f"scratch copies kept in {grade_config.scratch}")
         else:
-            shutil.rmtree(cfg.scratch, ignore_errors=True)
+            shutil.rmtree(grade_config.scratch, ignore_errors=True)
     if not outcome.results:
         print(f"no submissions (folders or .zip files) in {args.submissions}")
     for name, why in outcome.skipped:

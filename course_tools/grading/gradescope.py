@@ -129,7 +129,7 @@ def run_autograder(root: Path) -> int:
     results.mkdir(exist_ok=True)
     guard_grading_process()
     try:
-        cfg, sandbox = prepare(course, [source / "hidden_tests", source / "config.json", results], config["sandbox"],
+        grade_config, sandbox = prepare(course, [source / "hidden_tests", source / "config.json", results], config["sandbox"],
                                config["memory_mb"], profile=config["profile"], timeout=config["timeout"],
                                test_timeout=config["test_timeout"])
     except SandboxUnavailable as e:
@@ -137,9 +137,9 @@ def run_autograder(root: Path) -> int:
         return 1
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = grade_student("submission", root / "submission", course, cfg, sandbox, Path(tmp) / "report", 0)
+            result = grade_student("submission", root / "submission", course, grade_config, sandbox, Path(tmp) / "report", 0)
     finally:
-        shutil.rmtree(cfg.scratch, ignore_errors=True)
+        shutil.rmtree(grade_config.scratch, ignore_errors=True)
     data = results_json(result, config["visibility"], time.monotonic() - start)
     (results / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     print(f"score {data['score']:g} / {sum(t['max_score'] for t in data['tests']):g}")

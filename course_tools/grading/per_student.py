@@ -105,7 +105,7 @@ def _keep(report_dir: Path, rel: str, data: bytes, res: NotebookResult) -> Path:
     return path
 
 
-def _execute(course_nb: CourseNotebook, nb: dict, cwd: Path, cfg: GradeConfig, sandbox: Sandbox, box: Box,
+def _execute(course_nb: CourseNotebook, nb: dict, cwd: Path, grade_config: GradeConfig, sandbox: Sandbox, box: Box,
              report_dir: Path, res: NotebookResult) -> None:
     """Execute the notebook in the sandbox; fill ``res.execution``, ``executed_ok`` and ``errors``."""
     stem = course_nb.stem
@@ -113,12 +113,12 @@ def _execute(course_nb: CourseNotebook, nb: dict, cwd: Path, cfg: GradeConfig, s
     pristine.write_text(json.dumps(nb), encoding="utf-8")
     results = box.home / "results"
     spec = {"notebook": str(pristine), "executed": str(results / f"{stem}.executed.ipynb"),
-            "status": str(results / f"{stem}.status.json"), "timeout": cfg.timeout, "cwd": str(cwd)}
+            "status": str(results / f"{stem}.status.json"), "timeout": grade_config.timeout, "cwd": str(cwd)}
     (box.spec / f"{stem}.execute.json").write_text(json.dumps(spec), encoding="utf-8")
-    env = sandbox.env(box, COURSE_PROFILE=cfg.profile, COURSE_OUTPUT=str(box.output),
-                      OMP_NUM_THREADS=str(cfg.threads), MKL_NUM_THREADS=str(cfg.threads))
+    env = sandbox.env(box, COURSE_PROFILE=grade_config.profile, COURSE_OUTPUT=str(box.output),
+                      OMP_NUM_THREADS=str(grade_config.threads), MKL_NUM_THREADS=str(grade_config.threads))
     status, timed_out = sandbox.run([sys.executable, "-s", "-m", "course_tools.grading.worker", "execute",
-                                     str(box.spec / f"{stem}.execute.json")], box, cwd, env, cfg.timeout + 180)
+                                     str(box.spec / f"{stem}.execute.json")], box, cwd, env, grade_config.timeout + 180)
     try:
         state = json.loads(read_untrusted(box.home, f"results/{stem}.status.json", _STATUS_BYTES))
     except (OSError, ValueError, RecursionError):
@@ -143,7 +143,7 @@ def _execute(course_nb: CourseNotebook, nb: dict, cwd: Path, cfg: GradeConfig, s
     cell = state.get("cell")
     if state["status"] == "timeout":
         where = f" (cell {cell + 1})" if isinstance(cell, int) else ""
-        res.execution = f"timed out after {cfg.timeout:g} s{where}"
+        res.execution = f"timed out after {grade_config.timeout:g} s{where}"
     elif state["status"] != "ok":
         res.execution = f"execution failed: {str(state['status'])[:40]} {str(state.get('message', ''))[:300]}".strip()
     elif res.errors:
@@ -158,7 +158,7 @@ def _limit_scoring() -> None:
     os.setsid()
 
 
-def _score_samples(course_nb: CourseNotebook, box: Box, cfg: GradeConfig, report_dir: Path,
+def _score_samples(course_nb: CourseNotebook, box: Box, grade_config: GradeConfig, report_dir: Path,
                    res: NotebookResult) -> None:
     """Copy out and score each ``<stem>_samples.pt`` / ``<NN>_samples.pt`` the notebook saved."""
     names = sorted({f"{course_nb.stem}_samples.pt", f"{course_nb.stem.split('_')[0]}_samples.pt"})
@@ -177,8 +177,8 @@ def _score_samples(course_nb: CourseNotebook, box: Box, cfg: GradeConfig, report
             continue
         spec = box.root / f"{course_nb.stem}.score.json"    # the box root: the grader's, not the student's
         out = box.root / f"{course_nb.stem}.score.out.json"
-        spec.write_text(json.dumps({"file": str(copy), "out": str(out), "n": 1000 if cfg.profile == "cpu" else 256}))
-        env = dict(os.environ, OMP_NUM_THREADS=str(cfg.threads), MKL_NUM_THREADS=str(cfg.threads))
+        spec.write_text(json.dumps({"file": str(copy), "out": str(out), "n": 1000 if grade_config.profile == "cpu" else 256}))
+        env = dict(os.environ, OMP_NUM_THREADS=str(grade_config.threads), MKL_NUM_THREADS=str(grade_config.threads))
         try:
             subprocess.run([sys.executable, "-I", "-m", "course_tools.grading.worker", "score_samples", str(spec)],
                            env=env, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -206,7 +206,7 @@ def _deliverables(course_nb: CourseNotebook, box: Box, report_dir: Path, res: No
         res.deliverables[name] = True
 
 
-def _grade_notebook(course_nb: CourseNotebook, found: tuple[Path | None, dict | str], cfg: GradeConfig,
+def _grade_notebook(course_nb: CourseNotebook, found: tuple[Path | None, dict | str], grade_config: GradeConfig,
                     sandbox: Sandbox, box: Box, report_dir: Path) -> NotebookResult:
     res = NotebookResult(course_nb.name, hidden_tests=course_nb.tests.sha256)
     start = time.monotonic()
@@ -222,16 +222,16 @@ def _grade_notebook(course_nb: CourseNotebook, found: tuple[Path | None, dict | 
     res.notes.extend(_syntax_errors(nb))
     cwd = box.work / rel.parent
     cells = [(i, _python(c)) for i, c in enumerate(nb["cells"]) if isinstance(c, dict) and c.get("cell_type") == "code"]
-    res.exercises = judge_notebook(course_nb.tests, course_nb.exercises, cells, sandbox, box, cwd, cfg.test_timeout,
+    res.exercises = judge_notebook(course_nb.tests, course_nb.exercises, cells, sandbox, box, cwd, grade_config.test_timeout,
                                    course_nb.stem)
     before = list_files(box.work)
-    _execute(course_nb, nb, cwd, cfg, sandbox, box, report_dir, res)
+    _execute(course_nb, nb, cwd, grade_config, sandbox, box, report_dir, res)
     deleted = sorted(before - list_files(box.work))
     if deleted:
         shown = ", ".join(deleted[:5]) + (f" and {len(deleted) - 5} more" if len(deleted) > 5 else "")
         res.notes.append(f"the notebook deleted files from its folder: {shown} (only the scratch copy)")
     _deliverables(course_nb, box, report_dir, res)
-    _score_samples(course_nb, box, cfg, report_dir, res)
+    _score_samples(course_nb, box, grade_config, report_dir, res)
     res.execution, res.errors = course_nb.tests.scrub(res.execution), [course_nb.tests.scrub(e) for e in res.errors]
     res.seconds = round(time.monotonic() - start, 1)
     return res
@@ -254,7 +254,7 @@ def _clean(text: str, *paths: Path) -> str:
     return text
 
 
-def grade_student(student: str, source: str | Path, course: list[CourseNotebook], cfg: GradeConfig,
+def grade_student(student: str, source: str | Path, course: list[CourseNotebook], grade_config: GradeConfig,
                   sandbox: Sandbox, report_dir: str | Path, slot: int) -> StudentResult:
     """Grade one student's submission (folder or zip) on every course notebook, in a fresh box. Never raises.
 
@@ -264,7 +264,7 @@ def grade_student(student: str, source: str | Path, course: list[CourseNotebook]
     result = StudentResult(student, source.name, sandbox=sandbox.describe())
     shutil.rmtree(report_dir, ignore_errors=True)
     report_dir.mkdir(parents=True)
-    root = Path(tempfile.mkdtemp(prefix=f"s{slot}-", dir=cfg.scratch))
+    root = Path(tempfile.mkdtemp(prefix=f"s{slot}-", dir=grade_config.scratch))
     box = sandbox.box(root, slot)
     try:
         try:
@@ -275,7 +275,7 @@ def grade_student(student: str, source: str | Path, course: list[CourseNotebook]
         found = {c.name: _read_notebook(box.work, c.name) for c in course}   # before any student code runs
         for c in course:
             try:
-                r = _grade_notebook(c, found[c.name], cfg, sandbox, box, report_dir)
+                r = _grade_notebook(c, found[c.name], grade_config, sandbox, box, report_dir)
             except Exception as e:  # a grader bug must not cost the other notebooks
                 r = NotebookResult(c.name, execution="not graded", hidden_tests=c.tests.sha256,
                                    exercises=[ExerciseResult(n, False, "error", "grader error") for n in c.exercises],
@@ -288,5 +288,5 @@ def grade_student(student: str, source: str | Path, course: list[CourseNotebook]
             result.notebooks.append(r)
         return result
     finally:
-        if not cfg.keep_scratch:
+        if not grade_config.keep_scratch:
             shutil.rmtree(root, ignore_errors=True)

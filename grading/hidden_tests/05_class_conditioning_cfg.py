@@ -60,7 +60,7 @@ def test_cfg_sample() -> Exercise:
     ddim = Build(strided_scheduler, "ddim", "cosine", 80, 4, eta=0.5)
     x_T, y = _randn(3, 1, 6, 6, seed=6), torch.tensor([2, 7, 0])
     noise = Build(samplers.StepNoise, (3, 1, 6, 6), 11)
-    cases = [(model, sch, x_T, y, w, noise) for sch in (ddpm, ddim) for w in (0.0, 1.0, 2.5)]
+    cases = [(model, scheduler, x_T, y, w, noise) for scheduler in (ddpm, ddim) for w in (0.0, 1.0, 2.5)]
     cases.append((model, ddim, x_T, y, 4.0, noise, True))
     return Exercise(_cfg_sample, cases=cases, atol=1e-4, no_grad=True, forbid=_LOOP + (samplers.guided_eps,))
 
@@ -86,7 +86,7 @@ def test_classifier_guided_sample() -> Exercise:
     ddim = Build(strided_scheduler, "ddim", "linear", 90, 3)
     x_T, y = _randn(2, 1, 6, 6, seed=7), torch.tensor([4, 8])
     noise = Build(samplers.StepNoise, (2, 1, 6, 6), 13)
-    cases = [(model, clf, sch, x_T, y, s, noise) for sch in (ddpm, ddim) for s in (0.0, 2.0, 25.0)]
+    cases = [(model, clf, scheduler, x_T, y, s, noise) for scheduler in (ddpm, ddim) for s in (0.0, 2.0, 25.0)]
     return Exercise(_classifier_guided_sample, cases=cases, atol=1e-4, no_grad=True,
                     forbid=_LOOP + (guidance.classifier_guidance_fn, guidance.classifier_guided_eps,
                                     guidance.classifier_log_prob_grad, guidance.apply_classifier_guidance))
