@@ -76,6 +76,7 @@ def verify_mnist(root: str | Path | None = None) -> None:
 
 
 def sums_path(folder: Path) -> Path:
+    """The ``SHA256SUMS`` file that lists the checksums of the MNIST files in ``folder`` (00)."""
     return folder / "SHA256SUMS"
 
 
@@ -102,7 +103,12 @@ def _load_uint8(split: str, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) in [0, 255] -> float (N, 1, 28, 28) in [-1, 1]."""
+    """uint8 (N, 28, 28) in [0, 255] -> float (N, 1, 28, 28) in [-1, 1] (taught in 00, exercise 1)."""
+    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8 or images_uint8.dim() != 3:
+        what = (f"{images_uint8.dtype} of shape {tuple(images_uint8.shape)}" if isinstance(images_uint8, torch.Tensor)
+                else type(images_uint8).__name__)
+        raise ValueError(f"to_unit takes the raw uint8 pixels of shape (N, H, W), got {what}; images already in "
+                         "[-1, 1] need no conversion")
     return (images_uint8.float().unsqueeze(1) / 127.5 - 1.0)
 
 

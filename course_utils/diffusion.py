@@ -76,8 +76,9 @@ def l_simple_v(model: nn.Module, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
                y: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
     """The v-prediction loss: mean of ``(v - v_theta(x_t, t[, y]))**2``, arguments as :func:`l_simple`.
 
-    In terms of the noise estimate it is L_simple weighted by 1 / (1 - alpha_bar_t): more weight on
-    the small-t steps that fix the strokes, which L_simple under-weights.
+    In terms of the noise estimate it is L_simple weighted by 1 / alpha_bar_t, since
+    v - v_theta = (eps - eps_theta) / sqrt(alpha_bar_t) at a fixed x_t: more weight on the noisy,
+    large-t steps (equivalently, the error of the x_0 estimate weighted by SNR + 1).
     """
     x_t = schedule.q_sample(x0, t, eps)                                            # (B, C, H, W)
     ab = schedule.alpha_bar.to(x0.device)[t].view(-1, *([1] * (x0.dim() - 1)))     # (B, 1, 1, 1)

@@ -47,7 +47,7 @@ def _eps_fn(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor | int | No
 def ddim_invert(model: nn.Module | None, x0: torch.Tensor, scheduler: DDIMScheduler, *,
                 y: torch.Tensor | int | None = None, guidance: float | None = None, eps_fn: EpsFn | None = None,
                 return_trajectory: bool = False, progress: bool = False,
-                step_fn: Callable[..., torch.Tensor] | None = None):
+                step_fn: Callable[..., torch.Tensor] | None = None) -> torch.Tensor | tuple[torch.Tensor, list]:
     """Deterministic DDIM inversion: run the eta = 0 update *up* the scheduler's timesteps, x_0 -> x_T.
 
     Going from level s to the next kept timestep t > s, the noise is estimated at the new

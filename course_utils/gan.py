@@ -199,6 +199,9 @@ def train_gan(gan: GAN, loader: Iterable, epochs: int, *, lr: float = 2e-4, beta
         history, start = state["history"], int(state["epoch"])
         print(f"resuming {desc} after epoch {start} of {epochs} (from {resume_path})")
     gan.train()
+    if epochs and len(loader) == 0:  # type: ignore[arg-type]
+        raise ValueError("the loader yields no batch: fewer images than batch_size, and the last partial batch is "
+                         "dropped; lower batch_size or pass more images")
     bar = progress_bar(total=epochs * len(loader), initial=start * len(loader), desc=desc)  # type: ignore[arg-type]
     for epoch in range(start, epochs):
         n0 = len(history["d_loss"])

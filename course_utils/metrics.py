@@ -223,7 +223,8 @@ def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None = None) -
     """Course scores of generated ``images`` against the test set.
 
     Returns ``frechet`` (vs ``len(images)`` random test images), ``floor`` (train vs test at the same
-    size), ``ratio`` = frechet / floor, and ``accuracy`` when the requested ``labels`` are given.
+    size), ``ratio`` = frechet / floor, ``n`` (the number of images scored, at most 10,000) and ``accuracy``
+    when the requested ``labels`` are given.
     """
     n = min(len(images), 10000)
     if n < 2:
@@ -237,7 +238,7 @@ def evaluate_samples(images: torch.Tensor, labels: torch.Tensor | None = None) -
     return out
 
 
-# --- The generative trilemma on one table: filled by 01 (VAE, GAN), 04 (DDPM), 07 (latent), shown in 07 ---------
+# --- The generative trilemma on one table: filled by 01 (VAE, GAN), 04 (DDPM), 06 (DDIM), 07 (latent), shown in 07
 
 TRILEMMA_FILE = "trilemma.json"
 
@@ -245,7 +246,7 @@ TRILEMMA_FILE = "trilemma.json"
 def class_spread(hist: torch.Tensor) -> float:
     """Largest minus smallest fraction of a class histogram (10,): 0 when every digit is drawn equally often.
 
-    The coverage column of the trilemma table (01, 04, 07): a model that drops a digit has a spread
+    The coverage column of the trilemma table (01, 04, 06, 07): a model that drops a digit has a spread
     of at least its largest class fraction.
     """
     if hist.ndim != 1 or len(hist) < 2:

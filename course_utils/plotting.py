@@ -39,7 +39,7 @@ def save_figure(fig: plt.Figure, save_as: str | None) -> plt.Figure:
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = _GRID_PAD, value_range: tuple[float, float] = (-1, 1)) -> np.ndarray:
-    """(B, C, H, W) tensor in ``value_range`` -> one (rows*H, nrow*W) or (.., .., 3) array in [0, 1]."""
+    """(B, C, H, W) tensor in ``value_range`` -> one array in [0, 1] of shape (rows*(H+pad)+pad, nrow*(W+pad)+pad), (.., .., 3) in colour."""
     if images.dim() == 3:
         images = images.unsqueeze(1)
     if images.dim() != 4 or images.shape[1] not in (1, 3):

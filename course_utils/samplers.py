@@ -39,6 +39,15 @@ __all__ = ["pred_original_sample", "ddpm_step", "ddim_sigma", "ddim_step", "Step
            "DDIMScheduler", "StepNoise", "guided_eps", "initial_noise", "sample", "sample_batches"]
 
 
+def _level(alpha_bar: torch.Tensor | float, x: torch.Tensor, name: str) -> torch.Tensor:
+    """``check_alpha_bar``, then a shape that broadcasts per image: one value, or (B, 1, 1, 1)."""
+    a = check_alpha_bar(alpha_bar, name).to(x)
+    if a.numel() > 1 and (a.dim() != x.dim() or a.shape[0] != x.shape[0] or any(n != 1 for n in a.shape[1:])):
+        raise ValueError(f"{name} has shape {tuple(a.shape)} for a batch of shape {tuple(x.shape)}: give one level as "
+                         f"a 0-d tensor or one per image as (B, 1, 1, 1), e.g. alpha_bar[t].view(-1, 1, 1, 1)")
+    return a
+
+
 def pred_original_sample(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float,
                          clip_sample: bool = False) -> torch.Tensor:
     """The estimate of x_0 from x_t and the noise estimate eps (taught in 04, used by both samplers):
@@ -51,7 +60,7 @@ def pred_original_sample(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torc
     (B, 1, 1, 1)). ``clip_sample`` clamps the estimate to the data range [-1, 1].
     """
     check_same_shape(eps, x_t)
-    ab_t = check_alpha_bar(alpha_bar_t, "alpha_bar_t").to(x_t)
+    ab_t = _level(alpha_bar_t, x_t, "alpha_bar_t")
     x0_hat = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()                       # (B, C, H, W)
     return x0_hat.clamp(-1, 1) if clip_sample else x0_hat
 
@@ -94,8 +103,11 @@ def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | 
     _check_variance(variance)
     if noise is not None:
         check_same_shape(noise, x_t, "noise", "x_t")
-    ab_t = check_alpha_bar(alpha_bar_t, "alpha_bar_t").to(x_t)
-    ab_prev = check_alpha_bar(alpha_bar_prev, "alpha_bar_prev").to(x_t)
+    ab_t = _level(alpha_bar_t, x_t, "alpha_bar_t")
+    ab_prev = _level(alpha_bar_prev, x_t, "alpha_bar_prev")
+    if (ab_prev < ab_t).any():
+        raise ValueError("alpha_bar_prev must be >= alpha_bar_t: a DDPM step goes from t down to an earlier, less "
+                         "noisy level (have the two levels been swapped?)")
     beta = 1 - ab_t / ab_prev                                                    # beta_t (or its strided equivalent)
     x0_hat = pred_original_sample(x_t, eps, ab_t, clip_sample)
     mean = (ab_prev.sqrt() * beta / (1 - ab_t)) * x0_hat + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)) * x_t
@@ -150,8 +162,8 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | 
     eta = check_eta(eta)
     if noise is not None:
         check_same_shape(noise, x_t, "noise", "x_t")
-    ab_t = check_alpha_bar(alpha_bar_t, "alpha_bar_t").to(x_t)
-    ab_prev = check_alpha_bar(alpha_bar_prev, "alpha_bar_prev").to(x_t)
+    ab_t = _level(alpha_bar_t, x_t, "alpha_bar_t")
+    ab_prev = _level(alpha_bar_prev, x_t, "alpha_bar_prev")
     x0_hat = pred_original_sample(x_t, eps, ab_t, clip_sample)                   # (B, C, H, W)
     if clip_sample:                                                              # eps that matches the clipped x0_hat
         eps = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
@@ -344,6 +356,7 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tens
     w = 0: unconditional; w = 1: plain conditional; w > 1: pushed further toward the class.
     ``y=None`` or ``w=None`` calls the model once, without guidance.
     """
+    t = torch.as_tensor(t, device=x.device).expand(len(x)) if not torch.is_tensor(t) or t.dim() == 0 else t   # (B,)
     if y is None or w is None:
         return model(x, t, y) if y is not None else model(x, t)
     null = null_label if null_label is not None else getattr(model, "num_classes", None)
@@ -369,7 +382,7 @@ def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int,
            y: torch.Tensor | None = None, guidance: float | None = None, generator: torch.Generator | None = None,
            device: torch.device | str = "cpu", x_T: torch.Tensor | None = None, return_trajectory: bool = False,
            trajectory_every: int = 1, progress: bool = True, eps_fn: Callable | None = None,
-           noise_fn: Callable[[int], torch.Tensor] | None = None):
+           noise_fn: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor | tuple[torch.Tensor, list]:
     """Run ``scheduler`` from x_T ~ N(0, I) (or the given ``x_T``) down to x_0.
 
     ``eps_fn(x, t_batch)`` overrides the noise estimate (used for editing tricks in 06);
@@ -378,6 +391,8 @@ def sample(model: nn.Module | Callable, scheduler: _Scheduler, shape: tuple[int,
     ``(x_0, [(t, x_s, pred_original_sample), ...])`` with ``return_trajectory``: after the step at
     each ``t`` (every ``trajectory_every`` steps and the last), the sample reached and x0_hat.
     """
+    if isinstance(trajectory_every, bool) or not isinstance(trajectory_every, int) or trajectory_every < 1:
+        raise ValueError(f"trajectory_every must be a positive int (keep every k-th step), got {trajectory_every!r}")
     x = initial_noise(shape, x_T, generator, device)
     if y is not None:
         y = check_labels(y, shape[0], device=device)

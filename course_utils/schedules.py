@@ -28,6 +28,9 @@ def make_betas(name: str = "linear", T: int = 1000, beta_start: float = 1e-4, be
     """
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be a positive integer, got {T!r}")
+    if name != "cosine" and not 0 <= min(beta_start, beta_end) <= max(beta_start, beta_end) < 1:
+        raise ValueError(f"beta_start and beta_end must lie in [0, 1) (a beta of 1 or more destroys the signal in one "
+                         f"step), got {beta_start!r} and {beta_end!r}")
     if name == "linear":
         return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
     if name == "quadratic":

@@ -1,4 +1,4 @@
-"""A small training loop with progress bars, loss history, EMA and resume (taught in 01 and 04)."""
+"""A small training loop with progress bars, loss history, EMA and resume (taught in 00 and 04)."""
 from __future__ import annotations
 
 import copy
@@ -111,6 +111,9 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if lr_schedule not in (None, "cosine"):
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; use None or 'cosine'")
+    if epochs and len(loader) == 0:  # type: ignore[arg-type]
+        raise ValueError("the loader yields no batch: fewer images than batch_size, and the last partial batch is "
+                         "dropped; lower batch_size or pass more images")
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
     total = epochs * len(loader)  # type: ignore[arg-type]
     lr_scheduler = None
@@ -167,12 +170,12 @@ def train(model: nn.Module, loss_fn: LossFn, loader: Iterable, epochs: int, *,
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
+            history["lr"].append(optimizer.param_groups[0]["lr"])                 # the rate this step used
             if lr_scheduler is not None:
                 lr_scheduler.step()
             if ema is not None:
                 ema.update(model)
             pending.append(loss.detach())
-            history["lr"].append(optimizer.param_groups[0]["lr"])
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
             bar.update(1)

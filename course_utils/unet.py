@@ -37,6 +37,9 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     """
     if dim % 2:
         raise ValueError(f"embedding dim must be even, got {dim}")
+    if not isinstance(t, torch.Tensor) or t.dim() != 1:
+        got = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"t must be a 1-D tensor of timesteps, shape (B,), got {got}; e.g. torch.tensor([t])")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]                                     # (B, half)

@@ -155,3 +155,10 @@ def test_mnist_dataset():
     assert int(label) == 5
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=8)))
     assert batch[0].shape == (8, 1, 28, 28) and batch[1].tolist()[:5] == [5, 0, 4, 1, 9]
+
+
+def test_to_unit_names_what_it_takes():
+    with pytest.raises(ValueError, match=r"raw uint8 pixels of shape \(N, H, W\), got torch.float32"):
+        to_unit(torch.zeros(2, 28, 28))
+    with pytest.raises(ValueError, match=r"shape \(2, 1, 28, 28\)"):
+        to_unit(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))

@@ -142,8 +142,9 @@ def test_shipped_raw_weights_follow_the_shipped_ema(tmp_path, monkeypatch):
     other_task = {**config, "task": {**config["task"], "schedule": "cosine"}}
     assert load_raw_unet("tiny_ship", other_task) is None                    # another model: refused
     from dataclasses import replace
-    train_diffusion("tiny_ship", replace(p, use_pretrained=False), x[:64], arch=arch, epochs=1)    # trained here, no raw
-    assert load_raw_unet("tiny_ship", config) is None                         # the shipped raw is not this run's
+    _, _, config_here = train_diffusion("tiny_ship", replace(p, use_pretrained=False), x[:64], arch=arch, epochs=1,
+                                        batch_size=32)                                     # trained here, no raw
+    assert load_raw_unet("tiny_ship", config_here) is None                    # the shipped raw is not this run's
 
 
 def test_train_diffusion_records_its_batch_size(tmp_path, monkeypatch):

@@ -108,17 +108,17 @@ def test_ldm_records_its_autoencoder_and_refuses_another(tmp_path, monkeypatch, 
     torch.manual_seed(1)
     other = KLAutoencoder(width=8)
     assert weights_digest(other) != weights_digest(ae_fixture := KLAutoencoder(width=8))
-    _, _, config = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1)
+    _, _, config = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=1, batch_size=8)
     assert config["depends"] == {"autoencoder": weights_digest(ae_fixture)}
     shipped = tmp_path / "data" / "checkpoints"
     shipped.mkdir(parents=True)
     (tmp_path / "out" / "checkpoints" / "ldm.pt").rename(shipped / "ldm.pt")
     # the same autoencoder: the shipped ldm loads (no training: zero epochs would be an empty history)
-    _, hist, _ = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=3)
+    _, hist, _ = train_ldm(prof, z, y, autoencoder=ae_fixture, epochs=3, batch_size=8)
     assert len(hist["epoch_loss"]) == 1                       # the shipped 1-epoch run, not a new 3-epoch one
     (tmp_path / "out" / "checkpoints" / "ldm.pt").unlink(missing_ok=True)
     capsys.readouterr()
-    _, hist, _ = train_ldm(prof, z, y, autoencoder=other, epochs=2)
+    _, hist, _ = train_ldm(prof, z, y, autoencoder=other, epochs=2, batch_size=8)
     assert len(hist["epoch_loss"]) == 2                       # refused and retrained
     assert "refusing shipped checkpoint" in capsys.readouterr().out
     assert not (tmp_path / "out" / "checkpoints" / "ldm.resume.pt").exists()   # finished: no resume state left

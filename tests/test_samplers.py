@@ -222,3 +222,24 @@ def test_step_noise_is_keyed_by_timestep_and_drives_the_schedulers():
         assert torch.allclose(x, want)
         other = sample(model, scheduler, (2, 1, 4, 4), x_T=x_T, noise_fn=StepNoise((2, 1, 4, 4), 9), progress=False)
         assert not torch.allclose(other, want)
+
+
+def test_step_levels_must_broadcast_per_image_and_go_down():
+    x, eps = torch.zeros(4, 1, 4, 4), torch.zeros(4, 1, 4, 4)
+    ab = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"one per image as \(B, 1, 1, 1\)"):
+        ddpm_step(x, eps, ab, ab.clone().fill_(0.6))                      # (B,) would broadcast along the width
+    with pytest.raises(ValueError, match=r"one per image as \(B, 1, 1, 1\)"):
+        pred_original_sample(x, eps, ab)
+    assert ddpm_step(x, eps, ab.view(-1, 1, 1, 1), 0.6, noise=torch.zeros_like(x)).shape == x.shape
+    with pytest.raises(ValueError, match="swapped"):
+        ddpm_step(x, eps, 0.6, 0.5)
+
+
+def test_sample_refuses_a_zero_trajectory_stride_and_guided_eps_takes_an_int_t():
+    model = lambda x, t, y=None: x * 0 + t.float().view(-1, 1, 1, 1) / 1000    # noqa: E731
+    with pytest.raises(ValueError, match="trajectory_every"):
+        sample(model, DDIMScheduler(NoiseSchedule("linear", 10)), (2, 1, 4, 4), return_trajectory=True,
+               trajectory_every=0, progress=False)
+    x = torch.zeros(3, 1, 4, 4)
+    assert torch.equal(guided_eps(model, x, 5, None, None), guided_eps(model, x, torch.full((3,), 5), None, None))

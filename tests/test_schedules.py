@@ -192,3 +192,11 @@ def test_mixture_score_bad_input():
         schedules.mixture_score(x, 0.0)
     with pytest.raises(ValueError, match="float tensor"):
         schedules.mixture_score(torch.zeros(3, dtype=torch.long), 0.5)
+
+
+@pytest.mark.parametrize("name", ["linear", "quadratic", "sigmoid"])
+def test_make_betas_refuses_betas_of_one_or_more(name):
+    with pytest.raises(ValueError, match=r"beta_start and beta_end must lie in \[0, 1\)"):
+        make_betas(name, 10, beta_end=1.5)
+    with pytest.raises(ValueError, match="must lie in"):
+        NoiseSchedule(name, 10, beta_end=1.0)

@@ -55,7 +55,7 @@ def test_cosine_schedule():
     h = train(nn.Linear(3, 1), _mse, TensorLoader(x, y, batch_size=16), epochs=10, lr=0.1,
               lr_schedule="cosine", warmup=4)
     lrs = h["lr"]
-    assert lrs[2] == pytest.approx(0.1)            # warm-up done after 4 steps
+    assert lrs[3] == pytest.approx(0.1)            # the 4th step is the first at the full rate
     assert lrs[0] < lrs[1] < lrs[2]
     assert lrs[-1] < 0.01                          # decays towards 0
     assert cosine_warmup_lr(0, 100, warmup=10) == pytest.approx(0.1)
@@ -274,3 +274,15 @@ def test_every_trainer_resumes_a_killed_run(kind, tmp_path, monkeypatch, capsys)
     ref_state = ref_model.state_dict()
     assert all(torch.equal(v, ref_state[k]) for k, v in model.state_dict().items())
     assert (folder / f"{name}.pt").exists() and not (folder / f"{name}.resume.pt").exists()
+
+
+def test_the_lr_history_holds_the_rate_each_step_used_and_an_empty_loader_is_refused():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    loader = TensorLoader(torch.randn(40, 2), torch.randn(40, 1), batch_size=8)
+    loss_fn = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean()                       # noqa: E731
+    history = train(model, loss_fn, loader, 2, lr=0.1, lr_schedule="cosine", warmup=4)
+    total = 2 * len(loader)
+    assert history["lr"] == pytest.approx([0.1 * cosine_warmup_lr(s, total, 4) for s in range(total)])
+    with pytest.raises(ValueError, match="no batch"):
+        train(model, loss_fn, TensorLoader(torch.randn(4, 2), torch.randn(4, 1), batch_size=8), 1)

@@ -90,3 +90,10 @@ def test_bad_inputs_raise():
         UNet(channel_mults=(1, 2), attention=(False,))
     with pytest.raises(ValueError, match="unknown cond"):
         UNet(num_classes=10, cond="concat")
+
+
+def test_timestep_embedding_asks_for_a_batch_of_timesteps():
+    with pytest.raises(ValueError, match=r"shape \(B,\), got shape \(\)"):
+        timestep_embedding(torch.tensor(5), 8)
+    with pytest.raises(ValueError, match="got int"):
+        timestep_embedding(5, 8)
