@@ -55,6 +55,7 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(n_features, 10))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 128-d penultimate features (B, 128) of images (B, 1, 28, 28) in [-1, 1]: what the Frechet distance compares."""
         check_image_batch(x, "x", channels=1, size=(28, 28))
         return self.body(x)
 

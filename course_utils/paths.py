@@ -1,4 +1,6 @@
-"""Where the course keeps its files: shipped data (``data/``) and run outputs (``outputs/``)."""
+"""Where the course keeps its files: shipped data (``data/``) and run outputs (``outputs/``) (taught in 00).
+
+``COURSE_DATA`` and ``COURSE_OUTPUT`` move the two folders (the tests and the grader use them)."""
 from __future__ import annotations
 
 import os

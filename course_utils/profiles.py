@@ -50,6 +50,7 @@ class Profile:
         return self.epoch_budget[model]
 
     def as_dict(self) -> dict:
+        """The profile as plain values (JSON-able); `print(profile)` lists them (notebook 00)."""
         d = asdict(self)
         d["epoch_budget"] = dict(self.epoch_budget)
         return d

@@ -35,6 +35,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Move the average toward ``model``'s weights; call after every optimizer step (taught in 04)."""
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for s, p in zip(self.module.parameters(), model.parameters()):
