@@ -40,6 +40,7 @@ import torch
 
 from course_tools.benchmarks_md import load_script, replace_block
 from course_utils import metrics, samplers
+from course_utils.checkpoint import atomic_write_text
 from course_utils.device import cpu_generator, randn
 from course_utils.schedules import NoiseSchedule
 
@@ -157,7 +158,7 @@ def measure(n: int = SEED_N, settings: tuple[Setting, ...] = SETTINGS, scores_pa
         scores[key] = {"setting": s.name, "n": n, **score(images), "cpu_s": round(time.process_time() - t0),
                        "date": datetime.date.today().isoformat()}
         print(key, scores[key], flush=True)
-        scores_path.write_text(json.dumps(scores, indent=1) + "\n")
+        atomic_write_text(scores_path, json.dumps(scores, indent=1) + "\n")
     return scores
 
 

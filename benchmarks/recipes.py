@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from course_tools.benchmarks_md import replace_block
-from course_utils.checkpoint import atomic_save
+from course_utils.checkpoint import atomic_save, atomic_write_text
 from course_utils.data import load_mnist
 from course_utils.diffusion import EpsFromV, v_target
 from course_utils.schedules import NoiseSchedule
@@ -138,7 +138,7 @@ def train(r: Recipe, minutes: float) -> None:
     torch.set_num_threads(1)
     folder = RUNS / r.name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "recipe.json").write_text(json.dumps(asdict(r), indent=1))
+    atomic_write_text(folder / "recipe.json", json.dumps(asdict(r), indent=1))
     torch.manual_seed(0)
     net = make_net(r)
     ema = EMA(net, 0.999)
@@ -213,7 +213,7 @@ def evaluate(n: int, steps: int = 50, recipes: list[str] | None = None) -> None:
         score = _score(model, scheduler, n, conditional=r.conditional)
         score.update(cpu_minutes=saved["state"]["cpu"] / 60, images=saved["state"]["images"],
                      steps=saved["state"]["step"], recipe=r.name, sampler=f"DDIM-{steps}")
-        out.write_text(json.dumps(score, indent=1))
+        atomic_write_text(out, json.dumps(score, indent=1))
         _keep(score)
         print(f"{snap.parent.name}/{snap.name}: ratio {score['ratio']:.2f} (Frechet {score['frechet']:.1f}, "
               f"floor {score['floor']:.1f}, n = {n})"
@@ -253,9 +253,7 @@ def _keep(score: dict) -> None:
     rows = [r for r in _load_scores() if (r["recipe"], round(r["cpu_minutes"]), int(r["n"])) != key]
     rows.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in score.items()})
     rows.sort(key=lambda r: (r["recipe"], r["cpu_minutes"], r["n"]))
-    tmp = SCORES.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(SCORES)
+    atomic_write_text(SCORES, json.dumps(rows, indent=1) + "\n")
 
 
 @torch.no_grad()

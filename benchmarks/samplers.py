@@ -27,7 +27,7 @@ import torch
 
 from course_tools.benchmarks_md import replace_block
 from course_utils import metrics, samplers
-from course_utils.checkpoint import load_checkpoint
+from course_utils.checkpoint import atomic_write_text, load_checkpoint
 from course_utils.diffusion import as_eps_model, make_unet
 from course_utils.paths import shipped_checkpoint_dir
 from course_utils.schedules import NoiseSchedule
@@ -107,7 +107,7 @@ def run(n: int) -> None:
         seconds = time.process_time() - t0
         result = {"row": row, "n": n, "cpu_seconds": round(seconds, 1), "model": _describe(config),
                   "date": datetime.date.today().isoformat(), **metrics.evaluate_samples(x)}
-        out.write_text(json.dumps(result, indent=1))
+        atomic_write_text(out, json.dumps(result, indent=1))
         print(f"{row:<20} ratio {result['ratio']:.2f} ({seconds:.0f} CPU s)", flush=True)
 
 

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from course_utils.checkpoint import atomic_write_text
+
 
 def replace_block(path: Path, begin: str, end: str, block: str) -> None:
     """Put ``block`` (which starts with ``begin`` and ends with ``end``) in place of that block of ``path``.
@@ -19,7 +21,7 @@ def replace_block(path: Path, begin: str, end: str, block: str) -> None:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    atomic_write_text(path, text)
 
 
 def load_script(name: str) -> ModuleType:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from course_utils.checkpoint import atomic_write_text
 from course_utils.paths import project_root
 from course_utils.profiles import get_profile
 
@@ -148,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
     summary = {"profile": profile.name, "output": str(out), "timeout_s": args.timeout,
                "total_seconds": round(sum(r["seconds"] for r in results), 2),
                "failed": failed, "notebooks": results}
-    (out / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "run_summary.json", json.dumps(summary, indent=2) + "\n")
     if failed:
         print(f"{len(failed)} of {len(results)} notebook(s) failed: {', '.join(failed)}")
         return 1

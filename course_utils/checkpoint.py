@@ -24,7 +24,7 @@ from torch import nn
 from .paths import checkpoint_dir, resume_path, shipped_checkpoint_dir
 
 __all__ = ["CheckpointError", "RunConfig", "arch_dict", "save_checkpoint", "load_checkpoint", "load_or_train",
-           "config_diff", "weights_digest", "atomic_save"]
+           "config_diff", "weights_digest", "atomic_save", "atomic_write_text"]
 
 FORMAT = 1
 
@@ -143,24 +143,38 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, history: d
     return path
 
 
+def _atomic_write(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+        os.chmod(tmp, 0o644)                     # mkstemp makes it private; saved files are shareable
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file.
 
     Saving through the open file (not its random temporary name) keeps the bytes reproducible:
     the same object always gives the same file and the same SHA-256.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o644)                     # mkstemp makes it private; checkpoints are shareable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) the same way as :func:`atomic_save`: a kill leaves the old file or the new one.
+
+    Every JSON record the course keeps (manifest, best w, trilemma table, benchmark results) is saved
+    through this function.
+    """
+    return _atomic_write(path, lambda f: f.write(text), "w")
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, config: dict | None = None,

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_save, atomic_write_text
 from .paths import deliverables_dir, output_dir, shipped_checkpoint_dir
 from .validation import check_image_batch, check_labels
 
@@ -125,19 +123,6 @@ def load_samples(path: str | Path, min_samples: int = 1) -> dict[str, Any]:
     return {**data, "meta": meta}
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def record_best_w(w: float, scores: Mapping[float, Mapping[str, float]], **meta: Any) -> Path:
     """Record the best guidance weight of notebook 05's sweep in ``outputs/05_best_w.json``; returns the path.
 
@@ -156,7 +141,7 @@ def record_best_w(w: float, scores: Mapping[float, Mapping[str, float]], **meta:
     _check_meta(meta)
     sweep = {str(float(k)): {name: round(float(v), 4) for name, v in s.items()} for k, s in scores.items()}
     record = {"best_w": float(w), **meta, "sweep": sweep}
-    return _write_text_atomic(output_dir() / BEST_W_FILE, json.dumps(record, indent=1) + "\n")
+    return atomic_write_text(output_dir() / BEST_W_FILE, json.dumps(record, indent=1) + "\n")
 
 
 def best_w(default: float = 3.0) -> float:

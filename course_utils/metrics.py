@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, reference_run, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, reference_run, save_checkpoint
 from .data import TensorLoader, load_mnist
 from .paths import data_dir, output_dir
 from .training import train
@@ -278,16 +276,7 @@ def record_trilemma(model_name: str, frechet_ratio: float, class_hist_spread: fl
             raise ValueError(f"meta value {key}={v!r} must be a string or a number")
     rows = trilemma_table()
     rows[model_name] = {**{k: round(float(v), 4) for k, v in values.items()}, "n": n, **meta}
-    path = output_dir() / TRILEMMA_FILE
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trilemma-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(rows, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_text(output_dir() / TRILEMMA_FILE, json.dumps(rows, indent=1) + "\n")
 
 
 def trilemma_table() -> dict[str, dict]:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from course_utils import checkpoint
-from course_utils.checkpoint import (CheckpointError, RunConfig, atomic_save, config_diff, load_checkpoint, load_or_train,
-                                     save_checkpoint)
+from course_utils.checkpoint import (CheckpointError, RunConfig, atomic_save, atomic_write_text, config_diff,
+                                     load_checkpoint, load_or_train, save_checkpoint)
 
 CONFIG = {"model": "tiny", "width": 3, "lr": 0.01, "layers": [4, 3]}
 
@@ -108,6 +108,27 @@ def test_atomic_save_is_reproducible(tmp_path):
     obj = {"w": torch.arange(6, dtype=torch.float16), "config": {"a": [1, 2]}}
     a, b = atomic_save(obj, tmp_path / "a.pt"), atomic_save(obj, tmp_path / "b.pt")
     assert a.read_bytes() == b.read_bytes()                # no random temporary name inside the file
+
+
+def test_atomic_write_text_keeps_the_old_file_when_killed(tmp_path, monkeypatch):
+    """The manifest, best w and benchmark records are written this way: a kill leaves old or new, never half."""
+    path = atomic_write_text(tmp_path / "sub" / "m.json", '{"a": 1}\n')          # makes the folder
+    assert path.read_text() == '{"a": 1}\n' and oct(path.stat().st_mode & 0o777) == "0o644"
+
+    class Dying:
+        def __str__(self):
+            raise KeyboardInterrupt("killed mid-write")
+
+    real_write = checkpoint._atomic_write
+
+    def dying_write(p, write, mode):
+        return real_write(p, lambda f: (f.write('{"a": '), str(Dying())), mode)
+
+    monkeypatch.setattr(checkpoint, "_atomic_write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(path, '{"a": 2}\n')
+    assert sorted(q.name for q in path.parent.iterdir()) == ["m.json"]    # no temp file left behind
+    assert path.read_text() == '{"a": 1}\n'
 
 
 # --- RunConfig and the load-or-train recipe ---------------------------------------------------------------

@@ -90,3 +90,31 @@ def test_the_default_path_runs_the_notebooks_through_the_course_runner(monkeypat
     import importlib.util
     assert importlib.util.find_spec(cmd[2] + ".__main__") is not None          # a module that `python -m` can run
     assert exported == [("run-cpu", "cpu", 7)]
+
+
+def test_an_export_time_score_records_its_sampler_w_seed_and_date(monkeypatch, tmp_path):
+    """The shipped table shows at which w a conditional model was scored: the best w may move after the export."""
+    import numpy as np
+
+    from course_tools import generate as gen
+    from course_utils import deliverables, metrics
+
+    pretrain = _pretrain()
+    calls = []
+
+    def fake_generate(kind, num, steps, seed, progress, batch_size):
+        calls.append((kind, num, steps, seed))
+        return np.zeros((num, 28, 28), np.uint8), np.arange(num) % 10
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    monkeypatch.setattr(metrics, "evaluate_samples", lambda x, y: {"frechet": 3.0, "floor": 2.0, "ratio": 1.5})
+    monkeypatch.setattr(deliverables, "best_w", lambda: 1.25)
+    cfg = pretrain._score("cfg", 20)
+    assert calls == [("cfg", 20, 50, 0)]
+    assert cfg["w"] == 1.25 and cfg["seed"] == 0 and cfg["sampler"] == "DDIM-50, eta 0" and cfg["ratio"] == 1.5
+    assert len(cfg["date"]) == 10 and cfg["date"].startswith("20")
+    assert pretrain._score("ddpm", 20)["w"] is None                        # unconditional: no guidance
+    assert pretrain._score("autoencoder", 20) == {} and pretrain._score("ddpm", 0) == {}
+    monkeypatch.setattr(pretrain, "ROOT", tmp_path)                         # report() writes BENCHMARKS.md there
+    block = pretrain.report()                                               # the shipped table has the w column
+    assert "| w |" in block and "| ldm |" in block and (tmp_path / "BENCHMARKS.md").read_text().strip() == block
