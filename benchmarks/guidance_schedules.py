@@ -18,8 +18,11 @@ Three published sampler-side levers might move that trade-off without more train
   extrapolate away from a weaker model with the *same* label, eps = eps_bad + w (eps - eps_bad), instead
   of away from the unconditional estimate; the weaker model here is the shipped ``cfg_lr_cosine`` (the
   same architecture with the eps target, trained 2 epochs on 15,000 images, against cfg's v target and 12
-  epochs on 60,000). On ImageNet it improves
-  FID where CFG trades it away.
+  epochs on 60,000), then ``cfg_guide``: cfg's own recipe (v target, all 60,000 images) stopped after 2
+  of cfg's 12 epochs (``pretrain.py --direct cfg_guide=2``), a guide degraded only by shorter training,
+  as Karras et al. recommend. On ImageNet it improves FID where CFG trades it away. Autoguidance
+  sharpens samples without pulling them toward their class, so two settings add it to CFG:
+  eps = eps_cfg(w) + (w_a - 1) (eps_c - eps_bad), CFG for the class, autoguidance for the Frechet price.
 
 Every setting samples the same starting noises: the first n of reference run 05_ddim50's seed-40 half
 (DDIM-50, eta = 0, labels 0..9 in turn), so settings compare with each other and with that run's
@@ -60,6 +63,7 @@ class Setting:
     intervals: tuple[tuple[float, int, int], ...]      # (w, lo, hi)
     phi: float = 0.0                                   # rescaled guidance's mix; 0: plain CFG
     guide: str | None = None                           # autoguidance: the weaker shipped model to guide away from
+    guide_w: float = 0.0                               # > 0: CFG with w(t), plus autoguidance with this weight
 
     def w_at(self, t: int) -> float:
         return next((w for w, lo, hi in self.intervals if lo <= t < hi), 1.0)
@@ -87,6 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("w = 1.5, rescaled phi = 0.7", ((1.5, 0, 1000),), phi=0.7),
     Setting("w = 2, rescaled phi = 0.7", ((2.0, 0, 1000),), phi=0.7),
     *(Setting(f"w = {w:g}, autoguidance by cfg_lr_cosine", ((w, 0, 1000),), guide="cfg_lr_cosine") for w in (1.5, 2.0)),
+    *(Setting(f"w = {w:g}, autoguidance by cfg_guide", ((w, 0, 1000),), guide="cfg_guide") for w in (1.5, 2.0)),
+    *(Setting(f"CFG w = {w:g} and autoguidance w = {a:g} by cfg_guide", ((w, 0, 1000),), guide="cfg_guide", guide_w=a)
+      for w, a in ((1.25, 1.5), (1.375, 1.5))),
 )
 
 
@@ -104,6 +111,8 @@ def guided(model: torch.nn.Module, setting: Setting, x: torch.Tensor, t: torch.T
             raise ValueError(f"setting {setting.name!r} guides with {setting.guide!r}: pass that model in guides "
                              "(measure() loads it from data/checkpoints)")
         eps_bad = guides[setting.guide](x, t, y)                        # the same label, a weaker model
+        if setting.guide_w:                                             # both: CFG, then away from the weaker model
+            return samplers.guided_eps(model, x, t, y, w) + (setting.guide_w - 1) * (model(x, t, y) - eps_bad)
         return eps_bad + w * (model(x, t, y) - eps_bad)
     eps = samplers.guided_eps(model, x, t, y, w)                        # eps_u + w (eps_c - eps_u)
     if setting.phi:                                                     # Lin et al. 2024, eq. 15-16
@@ -138,7 +147,11 @@ def score(images: torch.Tensor) -> dict:
 
 
 def measure(n: int = SEED_N, settings: tuple[Setting, ...] = SETTINGS, scores_path: Path = SCORES) -> dict:
-    """Sample and score every setting not in ``scores_path`` at this n (written after each)."""
+    """Sample and score every setting not in ``scores_path`` at this n (written after each).
+
+    Each score is merged into the file as it is on disk then, so two processes measuring different
+    settings (``--only``, one thread each) keep each other's scores.
+    """
     torch.set_num_threads(1)
     model, config, _, _ = load_script("reference_runs")._load("cfg")
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
@@ -158,6 +171,8 @@ def measure(n: int = SEED_N, settings: tuple[Setting, ...] = SETTINGS, scores_pa
         scores[key] = {"setting": s.name, "n": n, **score(images), "cpu_s": round(time.process_time() - t0),
                        "date": datetime.date.today().isoformat()}
         print(key, scores[key], flush=True)
+        on_disk = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+        scores = {**on_disk, **{k: v for k, v in scores.items() if k not in on_disk}, key: scores[key]}
         atomic_write_text(scores_path, json.dumps(scores, indent=1) + "\n")
     return scores
 
@@ -205,8 +220,10 @@ def table(scores: dict, n: int = SEED_N) -> str:
              f"`python benchmarks/guidance_schedules.py measure` then `report`: the shipped class-conditional "
              f"model, DDIM-{STEPS} (eta = 0), the first {n} starting noises of 05_ddim50's seed-{SEED} half "
              "(labels 0..9 in turn) for every setting, one CPU thread. w(t) is 1 (the conditional model "
-             "alone) outside the stated interval; 'rescaled' is Lin et al. 2024's rescaled guidance; 'autoguidance' guides away from the "
-             "shipped cfg_lr_cosine (2 epochs on 15,000 images) with the same label (Karras et al. 2024). Ratio: "
+             "alone) outside the stated interval; 'rescaled' is Lin et al. 2024's rescaled guidance; 'autoguidance by G' "
+             "guides away from the shipped model G with the same label (Karras et al. 2024): cfg_lr_cosine (eps "
+             "target, 2 epochs on 15,000 images) or cfg_guide (cfg's own recipe stopped after 2 of its 12 epochs "
+             "on 60,000 images). Ratio: "
              f"Frechet distance over the train-vs-test floor at n = {n}; on the same x_T two settings' ratios "
              "differ by less than the spread of independent halves. An accuracy near 99.5 % carries a binomial "
              f"standard error of {100 * (0.995 * 0.005 / n) ** 0.5:.1f} points at this n.", "",
@@ -221,8 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cmd", choices=("measure", "report"))
     parser.add_argument("--n", type=int, default=SEED_N, help=f"samples per setting (at most {SEED_N})")
+    parser.add_argument("--only", default=None, help="measure only the settings whose name contains this text")
     args = parser.parse_args(argv)
-    scores = measure(args.n) if args.cmd == "measure" else json.loads(SCORES.read_text())
+    chosen = tuple(s for s in SETTINGS if args.only is None or args.only in s.name)
+    if not chosen:
+        raise SystemExit(f"--only {args.only!r} matches no setting; the settings are: "
+                         + "; ".join(s.name for s in SETTINGS))
+    scores = measure(args.n, chosen) if args.cmd == "measure" else json.loads(SCORES.read_text())
     block = table(scores, args.n)
     if args.cmd == "report":
         plot(scores, args.n)

@@ -47,7 +47,10 @@ ABLATIONS = {f"ddpm_ablation_{s}_{'attn' if a else 'noattn'}": (s, a) for s in (
 LR_PAIR = {"cfg_lr_cosine": "cosine", "cfg_lr_constant": None}
 # notebook 07's KL-weight table: three autoencoders (lambda = 1e-3, 1e-2, 1e-1), same quarter, the notebook's names
 KL_VARIANTS = {f"autoencoder_kl{w:g}": w for w in (1e-3, 1e-2, 1e-1)}
-MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier", *ABLATIONS, *LR_PAIR, *KL_VARIANTS)   # what the notebooks load
+# benchmarks/guidance_schedules.py's autoguidance guide: cfg's recipe, trained for fewer epochs (a weaker model)
+GUIDES = ("cfg_guide",)
+MODELS = ("cfg", "ddpm", "autoencoder", "ldm", "noisy_classifier", *ABLATIONS, *LR_PAIR, *KL_VARIANTS,  # the notebooks'
+          *GUIDES)
 ABLATION_BATCH, ABLATION_LR = 32, 1e-3      # four times the updates per CPU minute of batch 128 (BENCHMARKS: bs32)
 DDPM_PREDICTION = "v"     # the fastest recipe per CPU minute (BENCHMARKS: recipes); notebook 04 asks for it
 CFG_PREDICTION = "v"      # the same recipe for the class-conditional model; notebooks 05, 06 and 07 ask for it
@@ -232,8 +235,8 @@ def train_direct(plan: dict[str, int], profile_name: str, out: Path) -> None:
     ae = None
     for name, epochs in sorted(plan.items(), key=lambda item: MODELS.index(item[0])):   # autoencoder before ldm
         t0 = time.perf_counter()
-        if name == "cfg":
-            train_diffusion("cfg", profile, x, y, p_uncond=0.1, epoch_key="cfg", epochs=epochs,
+        if name == "cfg" or name in GUIDES:
+            train_diffusion(name, profile, x, y, p_uncond=0.1, epoch_key="cfg", epochs=epochs,
                             prediction=CFG_PREDICTION)
         elif name == "ddpm":
             train_diffusion("ddpm", profile, x, None, epochs=epochs, prediction=DDPM_PREDICTION)
@@ -300,7 +303,8 @@ def report() -> str:
              "compares them: two seeds of n / 2, each against its floor at n / 2 (the halves). The other models' "
              "scores are one seeded draw, at the guidance weight w that was the best w on the export date; the "
              "notebooks and the issue-15 targets cite the reference runs (next section), which measure every "
-             "model at the w in question with two halves. The `cpu` profile loads all of these checkpoints.", "",
+             "model at the w in question with two halves. The notebooks in `cpu` load all of these checkpoints but "
+             f"{', '.join(GUIDES)} (`benchmarks/guidance_schedules.py`'s autoguidance guide).", "",
              "| model | images seen | batch | MB | sampler | w | n | Frechet | floor | ratio | halves | accuracy | measured |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in manifest["models"].items():

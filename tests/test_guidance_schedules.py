@@ -93,3 +93,20 @@ def test_samples_start_from_05_ddim50s_seed_40_noise_and_the_table_lists_them(gs
 def test_more_samples_than_the_half_holds_are_refused(gs):
     with pytest.raises(ValueError, match="n must be between 1 and 1000"):
         gs.sample(None, None, gs._const(1.0), 1001)
+
+
+def test_two_processes_measuring_different_settings_keep_each_others_scores(gs, tmp_path, monkeypatch):
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"old | n = 2": {"setting": "old", "n": 2}}))
+
+    def sample_while_the_other_process_writes(model, schedule, setting, n, guides=None):
+        on_disk = json.loads(path.read_text())                              # the other process finishes first
+        path.write_text(json.dumps({**on_disk, "other | n = 2": {"setting": "other", "n": 2}}))
+        return torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+
+    monkeypatch.setattr(gs, "sample", sample_while_the_other_process_writes)
+    monkeypatch.setattr(gs, "score", lambda images: {"accuracy": 1.0, "frechet": 2.0, "ratio": 1.0})
+    gs.measure(2, (gs._const(1.25),), path)
+    assert set(json.loads(path.read_text())) == {"old | n = 2", "other | n = 2", "w = 1.25 | n = 2"}
+    with pytest.raises(SystemExit, match="matches no setting"):
+        gs.main(["measure", "--only", "no such setting"])

@@ -84,6 +84,9 @@ NOTEBOOK_CALLS = {
        for w in (1e-3, 1e-2, 1e-1)},                                                       # 07's KL-weight table
     "ldm": lambda: latent.train_ldm(CPU, _unit_latents(), _images()[1], autoencoder=_shipped_autoencoder(),
                                     p_uncond=0.1),
+    # not a notebook's: benchmarks/guidance_schedules.py's autoguidance guide, cfg's recipe stopped early
+    "cfg_guide": lambda: diffusion.train_diffusion("cfg_guide", CPU, *_images(), p_uncond=0.1, epoch_key="cfg",
+                                                   prediction="v"),
 }
 
 
