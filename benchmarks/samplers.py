@@ -7,8 +7,10 @@ Notebooks 04 and 05 sample with few steps before notebook 06 derives DDIM, so th
 (respaced) DDPM of notebook 04, section 4. Its variance matters: on a strided chain the posterior
 variance beta-tilde_{t->s} is much smaller than beta_{t->s} = 1 - alpha_bar_t / alpha_bar_s, the
 variance of the forward jump. Every row samples the shipped unconditional DDPM (data/checkpoints/ddpm.pt)
-from the same seeded x_T (seed 40, one CPU thread) and scores n samples with the course metric
-(Frechet distance over the train-vs-test floor at the same n). Results are kept in
+from the same seeded x_T, n / 2 from seed 40 and n / 2 from seed 41 (the halves of the reference runs, so
+a row that is also a reference run's gives the same samples), one CPU thread, and scores the n samples with
+the course metric (Frechet distance over the train-vs-test floor at the same n) and each half against
+its floor at n / 2, the spread that says whether two rows differ. Results are kept in
 outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has not scored.
 Two more DDIM-50 rows change only the spacing of the 50 steps (diffusers' "trailing", the DDIM
 paper's "quadratic"), to see whether the spacing explains DDIM-50's gap to the stochastic samplers.
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = Path(os.environ.get("SAMPLER_RUNS") or ROOT / "outputs" / "samplers")
 BEGIN, END = "<!-- samplers: begin -->", "<!-- samplers: end -->"   # the block of BENCHMARKS.md this script owns
 BATCH = 50                                # samples per batch: small batches stay in cache (reference_runs.BATCH)
+SEEDS = (40, 41)                          # the two halves of every row (reference_runs.SEEDS)
 ROWS = {                                  # row name -> (sampler, variance or None, steps[, spacing])
     "DDPM-50 beta_tilde": ("ddpm", "beta_tilde", 50),
     "DDPM-50 beta": ("ddpm", "beta", 50),
@@ -93,7 +96,10 @@ def _describe(config: dict) -> str:
 
 
 def run(n: int) -> None:
-    """Score every row of :data:`ROWS` with ``n`` samples (one thread), skipping the rows already scored."""
+    """Score every row of :data:`ROWS` with ``n`` samples, two halves of n / 2 (one thread), skipping the rows
+    already scored."""
+    if n < 2 or n % 2:
+        raise SystemExit(f"--n must be an even number of samples (two halves), got {n}")
     torch.set_num_threads(1)
     model, config = _shipped_ddpm()
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
@@ -103,10 +109,13 @@ def run(n: int) -> None:
         if out.exists():
             continue
         t0 = time.process_time()
-        x = samplers.sample_batches(model, _scheduler(row, schedule), n, seed=40, batch_size=BATCH, progress=False)
+        halves = [samplers.sample_batches(model, _scheduler(row, schedule), n // 2, seed=seed, batch_size=BATCH,
+                                          progress=False) for seed in SEEDS]        # (n / 2, 1, 28, 28) each
         seconds = time.process_time() - t0
-        result = {"row": row, "n": n, "cpu_seconds": round(seconds, 1), "model": _describe(config),
-                  "date": datetime.date.today().isoformat(), **metrics.evaluate_samples(x)}
+        result = {"row": row, "n": n, "seeds": list(SEEDS), "cpu_ms_per_sample": round(1000 * seconds / n, 1),
+                  "model": _describe(config), "date": datetime.date.today().isoformat(),
+                  **metrics.evaluate_samples(torch.cat(halves)),
+                  "ratio_per_seed": [round(metrics.evaluate_samples(h)["ratio"], 4) for h in halves]}
         atomic_write_text(out, json.dumps(result, indent=1))
         print(f"{row:<20} ratio {result['ratio']:.2f} ({seconds:.0f} CPU s)", flush=True)
 
@@ -120,18 +129,22 @@ def report(n: int) -> None:
              f"`python benchmarks/samplers.py` on {platform.machine()}, one thread, batches of {BATCH} in channels-last "
              "format: the shipped unconditional DDPM "
              f"(data/checkpoints/ddpm.pt: {rows[0].get('model', 'an earlier model')}; measured "
-             f"{rows[0].get('date', 'before 2026-12-02')}), n = {n} samples per row from the same seeded x_T, Frechet distance "
-             f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}). Notebooks 04 and 05 sample "
+             f"{rows[0].get('date', 'before 2026-12-02')}), n = {n} samples per row from the same seeded x_T "
+             "(two halves, seeds 40 and 41), Frechet distance "
+             f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}); halves: each half's ratio at "
+             "its own floor (n / 2), the spread between two draws. Notebooks 04 and 05 sample "
              "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06). Steps are the course's "
              "`linspace` spacing unless the row names another (`spaced_timesteps`).", "",
-             "| sampler | variance | steps | CPU s | Frechet | ratio |", "|---|---|---|---|---|---|"]
+             "| sampler | variance | steps | CPU ms/sample | Frechet | ratio | halves |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         kind, variance, steps, *spacing = ROWS[r["row"]]
         if spacing:                       # the quadratic spacing keeps repeated small t once: count what ran
             steps = len(spaced_timesteps(spacing[0], steps, 1000))
         name = "respaced DDPM" if kind == "ddpm" else f"DDIM (eta = 0){', ' + spacing[0] + ' spacing' if spacing else ''}"
+        per_sample = r["cpu_ms_per_sample"] if "cpu_ms_per_sample" in r else 1000 * r["cpu_seconds"] / r["n"]
+        halves = " / ".join(f"{v:.2f}" for v in r.get("ratio_per_seed", [])) or "-"
         lines.append(f"| {name} | {variance or '-'} | {steps} | "
-                     f"{r['cpu_seconds']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} |")
+                     f"{per_sample:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} | {halves} |")
     missing = [r for r in ROWS if not _result_path(r, n).exists()]
     if missing:
         lines += ["", f"Not measured yet at n = {n}: {', '.join(missing)}."]

@@ -17,3 +17,30 @@ def test_trailing_and_quadratic_spacings_are_descending_valid_timesteps():
         assert (ts[:-1] > ts[1:]).all() and ts.dtype == torch.long
     with pytest.raises(ValueError, match="unknown spacing 'cosine'"):
         sm.spaced_timesteps("cosine", 50, 1000)
+
+
+def test_a_row_is_two_seeded_halves_scored_each_against_its_floor(tmp_path, monkeypatch):
+    """The halves are the reference runs' (seeds 40 and 41): their spread says whether two rows differ."""
+    sm = load_script("samplers")
+    monkeypatch.setattr(sm, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(sm, "ROOT", tmp_path)                              # report() writes BENCHMARKS.md there
+    monkeypatch.setattr(sm, "ROWS", {"DDIM-10": ("ddim", None, 10)})
+    seen = []
+    real = sm.samplers.sample_batches
+
+    def spy(model, scheduler, n, **kw):
+        seen.append((n, kw["seed"]))
+        return real(model, scheduler, n, **kw)
+
+    monkeypatch.setattr(sm.samplers, "sample_batches", spy)
+    with pytest.raises(SystemExit, match="even number"):
+        sm.run(5)
+    sm.run(4)
+    assert seen == [(2, 40), (2, 41)]
+    import json
+    r = json.loads(sm._result_path("DDIM-10", 4).read_text())
+    assert r["n"] == 4 and len(r["ratio_per_seed"]) == 2 and r["cpu_ms_per_sample"] > 0 and r["ratio"] > 0
+    sm.report(4)
+    block = (tmp_path / "BENCHMARKS.md").read_text()
+    halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
+    assert "| CPU ms/sample |" in block and f"| {r['ratio']:.2f} | {halves} |" in block
