@@ -10,6 +10,8 @@ A notebook in `cpu` runs a small live version of each (its student's own code) a
 reference beside it, read with ``course_utils.checkpoint.reference_run(name)``:
 
 * ``04_ddpm``      notebook 04's metric row: the shipped DDPM, respaced DDPM-50 with beta-tilde.
+* ``04_ddim50``    issue 15's target for the unconditional DDPM: DDIM-50 (eta = 0), n = 2000 (the
+                   first 500 samples of each half are 06_ddpm_1000's DDIM row: the same seeds, the same x_T).
 * ``05_w_sweep``   notebook 05's guidance sweep: the shipped class-conditional model at each w of
                    the notebook's sweep, respaced DDPM-50 with beta-tilde, labels 0..9 in turn.
 * ``06_steps``     notebook 06's steps-vs-quality curve: the same model at the manifest's guidance
@@ -61,7 +63,7 @@ RUNS = Path(os.environ.get("REFERENCE_RUNS") or ROOT / "outputs" / "reference")
 BEGIN, END = "<!-- references: begin -->", "<!-- references: end -->"   # the block of BENCHMARKS.md this script owns
 SEEDS = (40, 41)                  # the two halves of every row
 N_PER_SEED = 500                  # n = 1000 per row
-N_PER_SEED_OF = {"07_latent": 1000, "05_ddim50": 1000}   # n = 2000 per row: cheap runs, issue 15's targets
+N_PER_SEED_OF = {"07_latent": 1000, "05_ddim50": 1000, "04_ddim50": 1000}   # n = 2000 per row: issue 15's targets
 W_SWEEP = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0)     # notebook 05's sweep
 W_06 = 1.5                        # the manifest's best_w: what 05_w_sweep's n = 1000 sweep picks (export checks)
 BATCH = 50                        # samples per batch (guided rows: 100 network inputs); small batches stay in cache
@@ -87,6 +89,7 @@ RUNS_SPEC: dict[str, tuple[str, tuple[Row, ...]]] = {      # run -> (shipped mod
                           Row("DDIM eta=0 50", "ddim", 50, eta=0.0, w=W_06),
                           Row("DDIM eta=0 50 w=1.25", "ddim", 50, eta=0.0, w=1.25),     # between the two: both targets?
                           Row("DDIM eta=0 50 w=1.375", "ddim", 50, eta=0.0, w=1.375))),
+    "04_ddim50": ("ddpm", (Row("DDIM eta=0 50", "ddim", 50, eta=0.0),)),          # the unconditional DDPM's target
     "06_ddpm_1000": ("ddpm", (Row("DDPM-1000 beta_tilde", "ddpm", 1000), Row("DDIM eta=0 50", "ddim", 50, eta=0.0))),
     "06_cfg_1000": ("cfg", (Row("DDPM-1000 beta_tilde w=1", "ddpm", 1000, w=1.0),
                             Row("DDIM eta=0 50 w=1", "ddim", 50, eta=0.0, w=1.0))),
@@ -300,7 +303,8 @@ def _row(refs: dict, run: str, row: str) -> tuple[dict, int] | None:
 def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
     """Issue 15's quality targets against the stored measurements: (target, measured, n and sampler, met?).
 
-    The class-conditional targets are read off 05_ddim50 (w = 1, and the best w of 05's sweep); the
+    The unconditional DDPM's target is read off 04_ddim50 (else the export's one draw in the manifest);
+    the class-conditional targets off 05_ddim50 (w = 1, and the best w of 05's sweep); the
     latent one off the 07_latent row that meets it with the lowest ratio (else the lowest ratio); a
     target whose run is missing says which run measures it.
     """
@@ -314,8 +318,12 @@ def targets(manifest: dict) -> list[tuple[str, str, str, str]]:
     def missing(run: str) -> tuple[str, str]:
         return f"not measured: `reference_runs.py run {run}`", "-"
 
-    ddpm = manifest.get("models", {}).get("ddpm", {}).get("metrics")
-    if ddpm:
+    ddpm, found = manifest.get("models", {}).get("ddpm", {}).get("metrics"), _row(refs, "04_ddim50", "DDIM eta=0 50")
+    if found:
+        r, n = found
+        out.append(("unconditional DDPM: ratio <= 1.5 (n >= 2000)", fmt(r), f"{n}, {r['sampler']}",
+                    "yes" if r["ratio"] <= RATIO_TARGET and n >= 2000 else "no"))
+    elif ddpm:                                      # no reference run yet: the export's one draw
         when = f", {ddpm['date']}" if "date" in ddpm else ""
         out.append(("unconditional DDPM: ratio <= 1.5 (n >= 2000)",
                     f"ratio {ddpm['ratio']:.2f} (one seeded draw when the model was exported{when}; no halves)",

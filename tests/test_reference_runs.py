@@ -14,8 +14,10 @@ def _module():
 
 def test_every_notebook_run_is_specified_with_the_notebooks_sweeps():
     ref = _module()
-    assert set(ref.RUNS_SPEC) == {"04_ddpm", "05_w_sweep", "06_steps", "07_latent", "05_ddim50", "06_ddpm_1000",
-                                    "06_cfg_1000"}
+    assert set(ref.RUNS_SPEC) == {"04_ddpm", "04_ddim50", "05_w_sweep", "06_steps", "07_latent", "05_ddim50",
+                                  "06_ddpm_1000", "06_cfg_1000"}
+    for run in ("04_ddim50", "05_ddim50", "07_latent"):                # issue 15's targets: n >= 2000
+        assert ref.N_PER_SEED_OF[run] * len(ref.SEEDS) >= 2000
     steps = {row.name: row.steps for row in ref.RUNS_SPEC["06_ddpm_1000"][1]}     # issue 15: DDIM-50 vs DDPM-1000
     assert sorted(steps.values()) == [50, 1000]
     assert [row.w for row in ref.RUNS_SPEC["05_w_sweep"][1]] == list(ref.W_SWEEP)
@@ -167,3 +169,7 @@ def test_targets_read_each_issue_15_target_off_its_run():
                                                                  "DDIM eta=0 50 w=1": _ref_row(1.3, frechet=36.0)}}
     last = ref.targets(manifest)[-1]
     assert last[0].endswith("class-conditional, w = 1") and last[1].endswith("1.20x") and last[3] == "yes"
+    # the DDPM's reference run (two halves at n = 2000) stands in for the export's one draw
+    manifest["references"]["04_ddim50"] = {"n": 2000, "rows": {"DDIM eta=0 50": _ref_row(1.6)}}
+    ddpm = ref.targets(manifest)[0]
+    assert ddpm[1] == "ratio 1.60 (halves 1.12 / 1.12)" and ddpm[2] == "2000, DDIM-50, eta 0" and ddpm[3] == "no"
