@@ -11,7 +11,10 @@ from the same seeded x_T, n / 2 from seed 40 and n / 2 from seed 41 (the halves 
 a row that is also a reference run's gives the same samples), one CPU thread, and scores the n samples with
 the course metric (Frechet distance over the train-vs-test floor at the same n) and each half against
 its floor at n / 2, the spread that says whether two rows differ. Results are kept in
-outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has not scored.
+outputs/samplers/<row>.n<N>.json, so a killed run resumes with the rows it has not scored. Each result
+records the sha256 of the weights it sampled (the manifest's): once the DDPM is re-exported, ``run``
+scores every row again and ``report`` leaves out the old ones. Two processes share a run with
+``run --n N`` and ``run --n N --reverse`` (rows last to first).
 Two more DDIM-50 rows change only the spacing of the 50 steps (diffusers' "trailing", the DDIM
 paper's "quadratic"), to see whether the spacing explains DDIM-50's gap to the stochastic samplers.
 """
@@ -95,25 +98,40 @@ def _describe(config: dict) -> str:
             f"{train['epochs'] * train['n_images']:,} training images")
 
 
-def run(n: int) -> None:
+def _weights_sha() -> str:
+    """The manifest's sha256 of the shipped DDPM (reference_runs.py keys its halves the same way)."""
+    return json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())["models"]["ddpm"]["sha256"]
+
+
+def _current(row: str, n: int, sha: str) -> dict | None:
+    """The scored row at ``n`` if it sampled the weights ``sha``; None if missing or from other weights."""
+    path = _result_path(row, n)
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("weights_sha256") == sha else None
+
+
+def run(n: int, reverse: bool = False) -> None:
     """Score every row of :data:`ROWS` with ``n`` samples, two halves of n / 2 (one thread), skipping the rows
-    already scored."""
+    already scored on the shipped weights; ``reverse`` takes the rows last to first (a second process)."""
     if n < 2 or n % 2:
         raise SystemExit(f"--n must be an even number of samples (two halves), got {n}")
     torch.set_num_threads(1)
     model, config = _shipped_ddpm()
+    sha = _weights_sha()
     schedule = NoiseSchedule(config["task"]["schedule"], config["task"]["T"])
     RUNS.mkdir(parents=True, exist_ok=True)
-    for row in ROWS:
+    for row in (list(ROWS)[::-1] if reverse else ROWS):
         out = _result_path(row, n)
-        if out.exists():
+        if _current(row, n, sha) is not None:
             continue
         t0 = time.process_time()
         halves = [samplers.sample_batches(model, _scheduler(row, schedule), n // 2, seed=seed, batch_size=BATCH,
                                           progress=False) for seed in SEEDS]        # (n / 2, 1, 28, 28) each
         seconds = time.process_time() - t0
         result = {"row": row, "n": n, "seeds": list(SEEDS), "cpu_ms_per_sample": round(1000 * seconds / n, 1),
-                  "model": _describe(config), "date": datetime.date.today().isoformat(),
+                  "model": _describe(config), "date": datetime.date.today().isoformat(), "weights_sha256": sha,
                   **metrics.evaluate_samples(torch.cat(halves)),
                   "ratio_per_seed": [round(metrics.evaluate_samples(h)["ratio"], 4) for h in halves]}
         atomic_write_text(out, json.dumps(result, indent=1))
@@ -122,14 +140,16 @@ def run(n: int) -> None:
 
 def report(n: int) -> None:
     """The table of the scored rows, written into BENCHMARKS.md's samplers block."""
-    rows = [json.loads(_result_path(r, n).read_text()) for r in ROWS if _result_path(r, n).exists()]
+    sha = _weights_sha()
+    rows = [r for r in (_current(row, n, sha) for row in ROWS) if r is not None]
     if not rows:
-        raise SystemExit(f"no scored rows in {RUNS} at n = {n}; run `python benchmarks/samplers.py run --n {n}`")
+        raise SystemExit(f"no rows scored on the shipped DDPM in {RUNS} at n = {n}; "
+                         f"run `python benchmarks/samplers.py run --n {n}`")
     lines = [BEGIN, "## Few-step samplers on the shipped DDPM", "",
              f"`python benchmarks/samplers.py` on {platform.machine()}, one thread, batches of {BATCH} in channels-last "
              "format: the shipped unconditional DDPM "
-             f"(data/checkpoints/ddpm.pt: {rows[0].get('model', 'an earlier model')}; measured "
-             f"{rows[0].get('date', 'before 2026-12-02')}), n = {n} samples per row from the same seeded x_T "
+             f"(data/checkpoints/ddpm.pt: {rows[0]['model']}; measured "
+             f"{rows[0]['date']}), n = {n} samples per row from the same seeded x_T "
              "(two halves, seeds 40 and 41), Frechet distance "
              f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}); halves: each half's ratio at "
              "its own floor (n / 2), the spread between two draws. Notebooks 04 and 05 sample "
@@ -141,11 +161,10 @@ def report(n: int) -> None:
         if spacing:                       # the quadratic spacing keeps repeated small t once: count what ran
             steps = len(spaced_timesteps(spacing[0], steps, 1000))
         name = "respaced DDPM" if kind == "ddpm" else f"DDIM (eta = 0){', ' + spacing[0] + ' spacing' if spacing else ''}"
-        per_sample = r["cpu_ms_per_sample"] if "cpu_ms_per_sample" in r else 1000 * r["cpu_seconds"] / r["n"]
         halves = " / ".join(f"{v:.2f}" for v in r.get("ratio_per_seed", [])) or "-"
         lines.append(f"| {name} | {variance or '-'} | {steps} | "
-                     f"{per_sample:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} | {halves} |")
-    missing = [r for r in ROWS if not _result_path(r, n).exists()]
+                     f"{r['cpu_ms_per_sample']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} | {halves} |")
+    missing = [r for r in ROWS if _current(r, n, sha) is None]
     if missing:
         lines += ["", f"Not measured yet at n = {n}: {', '.join(missing)}."]
     lines.append(END)
@@ -159,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("run", "report"):
         sub.add_parser(name).add_argument("--n", type=int, default=500)
+    sub.choices["run"].add_argument("--reverse", action="store_true",
+                                    help="rows last to first (a second process on the same n)")
     a = p.parse_args(argv)
-    run(a.n) if a.cmd == "run" else report(a.n)
+    run(a.n, a.reverse) if a.cmd == "run" else report(a.n)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from .device import randn
 from .paths import checkpoint_dir, shipped_checkpoint_dir
 from .profiles import Profile
 from .schedules import NoiseSchedule
+from .validation import check_timesteps, extract
 from .training import EMA, train
 from .unet import UNet
 
@@ -99,8 +100,9 @@ class EpsFromV(nn.Module):
         self.num_classes = getattr(net, "num_classes", None)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        t = check_timesteps(t, len(self.alpha_bar), batch=x.shape[0]).to(x.device)
         v = self.net(x, t) if y is None else self.net(x, t, y)                     # (B, C, H, W)
-        ab = self.alpha_bar[t].view(-1, *([1] * (x.dim() - 1))).to(v.dtype)          # (B, 1, 1, 1)
+        ab = extract(self.alpha_bar, t, x.shape).to(v.dtype)                        # (B, 1, 1, 1)
         return ab.sqrt() * v + (1 - ab).sqrt() * x
 
 

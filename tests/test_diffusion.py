@@ -195,6 +195,8 @@ def test_v_prediction_trains_loads_and_samples_as_a_noise_predictor(tmp_path, mo
     v = v_target(x0, eps, ab)
     oracle = lambda x, tt: v                                                  # noqa: E731 - a perfect v-network
     assert torch.allclose(EpsFromV(oracle_module(oracle), SCHEDULE.alpha_bar)(x_t, t), eps, atol=1e-5)
+    with pytest.raises(ValueError, match=r"timesteps must lie in \[0, 999\]"):      # not a raw IndexError
+        EpsFromV(oracle_module(oracle), SCHEDULE.alpha_bar)(x_t, t + 1000)
     assert l_simple_v(oracle_module(oracle), x0, t, eps, SCHEDULE).item() < 1e-10
     # in eps terms the v-loss is L_simple weighted by 1 / (1 - alpha_bar_t)
     zero = oracle_module(lambda x, tt: torch.zeros_like(x))

@@ -44,3 +44,25 @@ def test_a_row_is_two_seeded_halves_scored_each_against_its_floor(tmp_path, monk
     block = (tmp_path / "BENCHMARKS.md").read_text()
     halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
     assert "| CPU ms/sample |" in block and f"| {r['ratio']:.2f} | {halves} |" in block
+    sm.run(4)
+    assert len(seen) == 2                                                  # scored on these weights: kept
+
+
+def test_a_re_exported_ddpm_is_scored_again_and_reverse_takes_rows_last_to_first(tmp_path, monkeypatch):
+    """A row records the weights it sampled, so a retrained DDPM never reports its predecessor's scores."""
+    sm = load_script("samplers")
+    monkeypatch.setattr(sm, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(sm, "ROOT", tmp_path)
+    monkeypatch.setattr(sm, "ROWS", {"DDIM-2": ("ddim", None, 2), "DDPM-2 beta": ("ddpm", "beta", 2)})
+    order = []
+    real = sm._scheduler
+    monkeypatch.setattr(sm, "_scheduler", lambda row, schedule: order.append(row) or real(row, schedule))
+    sm.run(4, reverse=True)
+    assert order == ["DDPM-2 beta", "DDPM-2 beta", "DDIM-2", "DDIM-2"]       # two halves per row
+    monkeypatch.setattr(sm, "_weights_sha", lambda: "0" * 64)               # the DDPM was re-exported
+    with pytest.raises(SystemExit, match="no rows scored on the shipped DDPM"):
+        sm.report(4)
+    sm.run(4)
+    assert order[4:] == ["DDIM-2", "DDIM-2", "DDPM-2 beta", "DDPM-2 beta"]
+    sm.report(4)
+    assert "Not measured yet" not in (tmp_path / "BENCHMARKS.md").read_text()
