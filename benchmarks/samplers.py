@@ -16,7 +16,9 @@ records the sha256 of the weights it sampled (the manifest's): once the DDPM is 
 scores every row again and ``report`` leaves out the old ones. Two processes share a run with
 ``run --n N`` and ``run --n N --reverse`` (rows last to first).
 Two more DDIM-50 rows change only the spacing of the 50 steps (diffusers' "trailing", the DDIM
-paper's "quadratic"), to see whether the spacing explains DDIM-50's gap to the stochastic samplers.
+paper's "quadratic"), to see whether the spacing explains DDIM-50's gap to the stochastic samplers, and
+DDIM-100 and DDIM-200 say how many deterministic steps it takes to come within 1.5x of DDPM-1000's
+Frechet distance (06_ddpm_1000 in the manifest, the same x_T).
 """
 from __future__ import annotations
 
@@ -53,6 +55,8 @@ ROWS = {                                  # row name -> (sampler, variance or No
     "DDIM-10": ("ddim", None, 10),
     "DDIM-50 trailing": ("ddim", None, 50, "trailing"),
     "DDIM-50 quadratic": ("ddim", None, 50, "quadratic"),
+    "DDIM-100": ("ddim", None, 100),
+    "DDIM-200": ("ddim", None, 200),
 }
 
 
@@ -101,6 +105,15 @@ def _describe(config: dict) -> str:
 def _weights_sha() -> str:
     """The manifest's sha256 of the shipped DDPM (reference_runs.py keys its halves the same way)."""
     return json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())["models"]["ddpm"]["sha256"]
+
+
+def _full_chain(n: int) -> dict | None:
+    """The DDPM-1000 row of the manifest's reference run 06_ddpm_1000 if it scored ``n`` samples (the same
+    seeded x_T as these rows), else None: the yardstick of issue 15's "DDIM-50 within 1.5x of DDPM-1000"."""
+    run = json.loads((shipped_checkpoint_dir() / "manifest.json").read_text()).get("references", {}).get("06_ddpm_1000")
+    if not run or run.get("n") != n:
+        return None
+    return run["rows"].get("DDPM-1000 beta_tilde")
 
 
 def _current(row: str, n: int, sha: str) -> dict | None:
@@ -154,8 +167,13 @@ def report(n: int) -> None:
              f"over the train-vs-test floor at the same n ({rows[0]['floor']:.1f}); halves: each half's ratio at "
              "its own floor (n / 2), the spread between two draws. Notebooks 04 and 05 sample "
              "with the respaced DDPM and the beta-tilde variance (DDIM is derived in 06). Steps are the course's "
-             "`linspace` spacing unless the row names another (`spaced_timesteps`).", "",
-             "| sampler | variance | steps | CPU ms/sample | Frechet | ratio | halves |", "|---|---|---|---|---|---|---|"]
+             "`linspace` spacing unless the row names another (`spaced_timesteps`)."]
+    full = _full_chain(n)
+    if full:
+        lines[-1] += (f" x DDPM-1000: the row's Frechet distance over the full 1000-step chain's, {full['frechet']:.1f} "
+                      f"(reference run 06_ddpm_1000, the same x_T, n = {n}; issue 15 asks DDIM-50 for <= 1.5).")
+    lines += ["", "| sampler | variance | steps | CPU ms/sample | Frechet | ratio | halves |" + (" x DDPM-1000 |" if full else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
     for r in rows:
         kind, variance, steps, *spacing = ROWS[r["row"]]
         if spacing:                       # the quadratic spacing keeps repeated small t once: count what ran
@@ -163,7 +181,8 @@ def report(n: int) -> None:
         name = "respaced DDPM" if kind == "ddpm" else f"DDIM (eta = 0){', ' + spacing[0] + ' spacing' if spacing else ''}"
         halves = " / ".join(f"{v:.2f}" for v in r.get("ratio_per_seed", [])) or "-"
         lines.append(f"| {name} | {variance or '-'} | {steps} | "
-                     f"{r['cpu_ms_per_sample']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} | {halves} |")
+                     f"{r['cpu_ms_per_sample']:.0f} | {r['frechet']:.1f} | {r['ratio']:.2f} | {halves} |"
+                     + (f" {r['frechet'] / full['frechet']:.2f} |" if full else ""))
     missing = [r for r in ROWS if _current(r, n, sha) is None]
     if missing:
         lines += ["", f"Not measured yet at n = {n}: {', '.join(missing)}."]

@@ -44,8 +44,27 @@ def test_a_row_is_two_seeded_halves_scored_each_against_its_floor(tmp_path, monk
     block = (tmp_path / "BENCHMARKS.md").read_text()
     halves = " / ".join(f"{v:.2f}" for v in r["ratio_per_seed"])
     assert "| CPU ms/sample |" in block and f"| {r['ratio']:.2f} | {halves} |" in block
+    assert "x DDPM-1000" not in block                                     # no full-chain run at n = 4
     sm.run(4)
     assert len(seen) == 2                                                  # scored on these weights: kept
+
+
+def test_rows_are_set_against_the_full_chain_at_the_same_n_only(tmp_path, monkeypatch):
+    """The x DDPM-1000 column divides by 06_ddpm_1000's Frechet distance, and only where that run has the row's n."""
+    sm = load_script("samplers")
+    full = sm._full_chain(1000)
+    assert full is not None and full["steps"] == 1000 and full["frechet"] > 0      # the shipped manifest's run
+    assert sm._full_chain(4) is None
+    monkeypatch.setattr(sm, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(sm, "ROOT", tmp_path)
+    monkeypatch.setattr(sm, "ROWS", {"DDIM-2": ("ddim", None, 2)})
+    monkeypatch.setattr(sm, "_full_chain", lambda n: {"frechet": 8.0} if n == 4 else None)
+    sm.run(4)
+    import json
+    r = json.loads(sm._result_path("DDIM-2", 4).read_text())
+    sm.report(4)
+    block = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| x DDPM-1000 |" in block and f"| {r['frechet'] / 8.0:.2f} |" in block.splitlines()[-2]
 
 
 def test_a_re_exported_ddpm_is_scored_again_and_reverse_takes_rows_last_to_first(tmp_path, monkeypatch):
