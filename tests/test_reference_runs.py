@@ -173,3 +173,12 @@ def test_targets_read_each_issue_15_target_off_its_run():
     manifest["references"]["04_ddim50"] = {"n": 2000, "rows": {"DDIM eta=0 50": _ref_row(1.6)}}
     ddpm = ref.targets(manifest)[0]
     assert ddpm[1] == "ratio 1.60 (halves 1.12 / 1.12)" and ddpm[2] == "2000, DDIM-50, eta 0" and ddpm[3] == "no"
+    assert len(ref.targets(manifest)) == 6                  # no full chain in 04_ddim50: no second DDIM-vs-DDPM row
+    # with the full chain at n = 2000 too: context on the DDPM's row, and DDIM-50's gap measured at that n
+    manifest["references"]["04_ddim50"]["rows"]["DDPM-1000 beta_tilde"] = _ref_row(0.9, frechet=15.0)
+    manifest["references"]["04_ddim50"]["rows"]["DDIM eta=0 50"]["frechet"] = 24.0
+    rows = ref.targets(manifest)
+    assert rows[0][1] == "ratio 1.60 (halves 1.12 / 1.12); with the full 1000-step chain (DDPM-1000): ratio 0.90 (halves 0.63 / 0.63)"
+    assert rows[0][3] == "no"                                 # the target names DDIM-50: the full chain is context
+    gap = [r for r in rows if r[2] == "2000, 04_ddim50"]
+    assert len(gap) == 1 and gap[0][1] == "DDIM-50 24.0, DDPM-1000 15.0: 1.60x" and gap[0][3] == "no"
