@@ -196,7 +196,8 @@ def run(name: str, reverse: bool = False, seed: int | None = None) -> None:
             seconds = time.process_time() - t0
             images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)       # (n, 1, 28, 28)
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds, "weights_sha256": sha}, out)
+            atomic_save({"images": images, "labels": labels, "cpu_seconds": seconds, "weights_sha256": sha,
+                         "date": datetime.date.today().isoformat()}, out)
             print(f"{name} {row.name} seed {half}: {seconds:.0f} CPU s", flush=True)
 
 
@@ -208,11 +209,13 @@ def _halves(name: str, row: Row) -> list[dict] | None:
 
 
 def score(name: str) -> dict:
-    """The manifest entry of run ``name``: the rows whose two halves are both sampled."""
+    """The manifest entry of run ``name``: the rows whose two halves are both sampled, dated by the newest
+    half (today for halves saved before they recorded their date), not by the day of the export."""
     model_name, rows = RUNS_SPEC[name]
     n_per_seed = N_PER_SEED_OF.get(name, N_PER_SEED)
+    today = datetime.date.today().isoformat()
     entry: dict = {"model": model_name, "n": n_per_seed * len(SEEDS), "seeds": list(SEEDS),
-                   "n_per_seed": n_per_seed, "date": datetime.date.today().isoformat(),
+                   "n_per_seed": n_per_seed, "date": None,
                    "conditions": f"benchmarks/reference_runs.py, one CPU thread ({platform.machine()}), "
                                  f"batches of {BATCH}, channels-last", "rows": {}}
     for row in rows:
@@ -233,6 +236,7 @@ def score(name: str) -> dict:
             r["accuracy"] = round(whole["accuracy"], 4)
             r["accuracy_per_seed"] = [round(p["accuracy"], 4) for p in parts]
         entry["rows"][row.name] = r
+        entry["date"] = max(entry["date"] or "", *(h.get("date", today) for h in halves))
     return entry
 
 

@@ -78,8 +78,15 @@ def test_run_resumes_by_half_and_scores_both(tmp_path, monkeypatch):
     r = entry["rows"]["DDIM eta=0 2"]
     assert entry["n"] == 12 and r["ratio"] == 12 and r["ratio_per_seed"] == [6, 6] and r["w"] == 2.0
     assert "accuracy" in r and r["sampler"] == "DDIM-2, eta 0" and len(r["hist"]) == 10
+    import datetime
+    assert entry["date"] == datetime.date.today().isoformat()            # the day its halves were sampled
+    for p in (tmp_path / "06_steps").iterdir():                           # sampled on earlier days, exported today
+        half = torch.load(p, weights_only=True)
+        torch.save({**half, "date": "2026-12-01" if "eta0_1" in p.name else "2026-12-02"}, p)
+    assert ref.score("06_steps")["date"] == "2026-12-02"                # the newest half, not the export's day
     (tmp_path / "06_steps" / "DDIM_eta0_2.s41.pt").unlink()
-    assert list(ref.score("06_steps")["rows"]) == ["DDIM eta=0 1"]        # a row needs both halves
+    entry = ref.score("06_steps")
+    assert list(entry["rows"]) == ["DDIM eta=0 1"] and entry["date"] == "2026-12-01"   # a row needs both halves
 
 
 def test_halves_of_other_weights_are_sampled_again_and_never_scored(tmp_path, monkeypatch):
