@@ -94,11 +94,17 @@ def _claims() -> list[tuple[str, str]]:
     if len(kl) == 2:
         claims.append(("07_latent_diffusion", f"(from about {round(float(kl['0.001']), -1):.0f} to "
                                               f"{float(kl['0.1']):.0f} nats)"))
+    branches = re.findall(r"^\s+(\d+)\s+\d\.\d{4}\s+(\d\.\d\d)$", _outputs("04_time_conditioning"), flags=re.M)
+    if len(branches) == 3:                    # start t, share of the 6 branches on the majority digit
+        (t_hi, hi), (t_lo, lo) = branches[0], branches[-1]
+        six = {1: "one branch in six", 2: "two in six", 3: "three in six", 4: "four in six", 5: "five in six", 6: "all six"}
+        claims.append(("04_time_conditioning", f"holds {six[round(6 * float(hi))]} at $t = {t_hi}$"))
+        claims.append(("04_time_conditioning", f"and {six[round(6 * float(lo))]} at $t = {t_lo}$"))
     return claims
 
 
 def test_sentences_quoting_the_committed_outputs_match_them():
     claims = _claims()
-    assert len(claims) == 6, "a committed output that a sentence quotes is missing (re-run the notebook)"
+    assert len(claims) == 8, "a committed output that a sentence quotes is missing (re-run the notebook)"
     for stem, sentence in claims:
         assert sentence in _markdown(stem), f"{stem}: no sentence says {sentence!r} (the committed outputs changed?)"
